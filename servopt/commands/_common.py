@@ -1,0 +1,37 @@
+"""Helpers shared by the subcommands: reading instances, printing and writing results."""
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from servopt import jsonio, kinds
+
+
+def console():
+    from rich.console import Console
+
+    return Console(soft_wrap=False, width=max(100, Console().width))
+
+
+def read_instance(path: str):
+    """Parse, validate and load an instance file; returns (kind module, instance, raw dict)."""
+    data = jsonio.read_json(path)
+    module, instance = kinds.load_instance(data)
+    return module, instance, data
+
+
+def emit(result: dict[str, Any], module, args) -> None:
+    """Write ``--out``, then print JSON (``--json``) or the kind's table."""
+    if getattr(args, "out", None):
+        jsonio.write_json(result, args.out)
+    if getattr(args, "json", False):
+        sys.stdout.write(jsonio.dumps(result) + "\n")
+    else:
+        module.render(result, console())
+        if getattr(args, "out", None):
+            print(f"wrote {args.out}")
+
+
+def add_output_options(parser) -> None:
+    parser.add_argument("--out", metavar="RESULT.json", help="write the result JSON to this file")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
