@@ -1,0 +1,235 @@
+"""Front door of kind ``pd_placement``: prefill/decode placement on heterogeneous GPUs (issue 5).
+
+``load`` validates the JSON (schema, then field rules), fills GPU prices from the catalog when an
+offer omits them and derives the capacities from the GPU cost model when the instance has none
+(``servopt.costmodel.capacities``). ``solve`` runs the MILP of ``servopt.models.pd_placement``;
+infeasible instances raise ``InfeasibleError`` with the reason (a bucket no configuration serves
+under the SLO, named; or availability short of the rate, by how much). ``check`` is the
+independent checker ``servopt.analysis.pd_check``.
+
+API::
+
+    from servopt.kinds import pd_placement as pd
+    inst = pd.load(json.load(open("instances/data/example_pd_melange.json")))
+    result = pd.solve(inst, time_limit_s=10, options={})      # result JSON (dict)
+    assert pd.check(inst, result) == []
+    pd.best_single_type(inst, time_limit_s=10)                 # {gpu type: $/h or None}
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import replace
+from importlib import resources
+
+from servopt import jsonio
+from servopt.errors import InfeasibleError, InputError
+from servopt.instances import pd_placement as pdi
+
+KIND = "pd_placement"
+EXAMPLES = ("example_pd_melange.json", "example_pd_derived.json")
+
+
+def load(data: dict) -> pdi.PDPlacementInstance:
+    jsonio.validate(data, KIND)
+    inst = pdi.from_dict(data)
+    inst = _fill_prices(inst)
+    if not inst.capacities:
+        from servopt.costmodel.capacities import capacities_for_instance
+
+        inst = inst.with_capacities(capacities_for_instance(inst), source="cost model")
+    if inst.links and inst.kv_bytes_per_token is None:
+        from servopt.costmodel.capacities import kv_bytes_per_token
+
+        inst = replace(inst, kv_bytes_per_token=kv_bytes_per_token(inst.llm))
+    return inst
+
+
+def _fill_prices(inst: pdi.PDPlacementInstance) -> pdi.PDPlacementInstance:
+    if all(g.usd_per_hour is not None for g in inst.gpus):
+        return inst
+    from servopt.instances.catalog import get_gpu
+
+    gpus = []
+    for i, g in enumerate(inst.gpus):
+        if g.usd_per_hour is None:
+            try:
+                price = get_gpu(g.type, field=f"gpus[{i}].type").usd_per_hour
+            except InputError as exc:
+                raise InputError(f"gpus[{i}].usd_per_hour", f"missing, and no catalog GPU to take it from ({exc.message})") from None
+            g = replace(g, usd_per_hour=price)
+        gpus.append(g)
+    return replace(inst, gpus=tuple(gpus))
+
+
+# ---- solving ------------------------------------------------------------------------------------
+
+
+def unservable_buckets(inst: pdi.PDPlacementInstance) -> list[tuple[pdi.Bucket, list[str]]]:
+    """Buckets that no configuration can serve under the SLO, with the roles that lack one."""
+    table = inst.capacity_table()
+    out = []
+    for b in inst.buckets:
+        has = {role: any(k.role == role and bid == b.id for (k, bid) in table) for role in pdi.ROLES}
+        colocated_ok = has["colocated"] and "colocated" in inst.roles
+        split_ok = has["prefill"] and has["decode"] and "prefill" in inst.roles
+        if b.share > 0 and not (colocated_ok or split_ok):
+            missing = [r for r in inst.roles if not has[r]]
+            out.append((b, missing))
+    return out
+
+
+def _precheck(inst: pdi.PDPlacementInstance) -> None:
+    if inst.objective != "min_cost":
+        return
+    bad = unservable_buckets(inst)
+    if bad:
+        b, missing = bad[0]
+        slo = f" (ttft_ms={inst.slo.ttft_ms:g}, tpot_ms={inst.slo.tpot_ms:g})" if inst.slo and inst.slo.ttft_ms and inst.slo.tpot_ms else ""
+        idx = [x.id for x in inst.buckets].index(b.id)
+        more = f"; {len(bad) - 1} more bucket(s) likewise" if len(bad) > 1 else ""
+        raise InfeasibleError(
+            f"buckets[{idx}]: bucket '{b.id}' (prompt {b.prompt_tokens}, output {b.output_tokens} tokens) cannot be served "
+            f"under the SLO{slo} by any GPU configuration: no {' / '.join(missing)} capacity{more}"
+        )
+
+
+def _solve_model(inst, *, time_limit_s, rel_gap, formulation, min_served_rps=None, export=None):
+    from servopt.models import pd_placement as model_mod
+    from servopt.solvers.highs import solve as highs_solve, write_model
+
+    t0 = time.perf_counter()
+    m = model_mod.build(inst, formulation=formulation, min_served_rps=min_served_rps)
+    build_s = time.perf_counter() - t0
+    if export:
+        write_model(m, export)
+    res = highs_solve(m, time_limit_s=time_limit_s, rel_gap=rel_gap)
+    plan = model_mod.extract(m) if res.has_solution else None
+    return res, plan, build_s
+
+
+def _diagnose_infeasible(inst, *, time_limit_s, formulation) -> str:
+    """Why a min-cost instance is infeasible: the most rate the available fleet can serve."""
+    relaxed = replace(inst, objective="max_goodput", budget_usd_per_hour=None)
+    res, plan, _ = _solve_model(relaxed, time_limit_s=time_limit_s, rel_gap=0.0, formulation=formulation)
+    if res.status != "optimal" or plan is None:
+        return "the instance is infeasible (proven by highs)"
+    short = inst.rate_rps - plan.served_rate_rps
+    avail = ", ".join(f"{g.type}: {g.available}" for g in inst.gpus if g.available is not None)
+    why = "availability and links" if inst.links else "availability"
+    return (
+        f"gpus[].available: {why} too small for the rate: the available GPUs ({avail}) serve at most "
+        f"{plan.served_rate_rps:.6g} of {inst.rate_rps:g} rps under the SLO (short by {short:.6g} rps, "
+        f"{100 * short / inst.rate_rps:.3g}%; slices of {inst.slices} per bucket)"
+    )
+
+
+def solve(instance: pdi.PDPlacementInstance, *, time_limit_s: float, options: dict | None = None) -> dict:
+    options = options or {}
+    formulation = options.get("formulation") or "aggregated"
+    rel_gap = float(options.get("rel_gap", 1e-4) if options.get("rel_gap") is not None else 1e-4)
+    _precheck(instance)
+    wall0 = time.perf_counter()
+    res, plan, build_s = _solve_model(instance, time_limit_s=time_limit_s, rel_gap=rel_gap, formulation=formulation,
+                                      export=options.get("export"))
+    if res.status == "infeasible":
+        if instance.objective == "min_cost":
+            raise InfeasibleError(_diagnose_infeasible(instance, time_limit_s=time_limit_s, formulation=formulation))
+        raise InfeasibleError("the instance is infeasible (proven by highs)")
+    res.require_solution("the pd_placement instance")
+    common = res.common_fields()
+    stages = [{"stage": "main", "status": res.status, "objective": res.objective, "build_seconds": round(build_s, 4),
+               "solve_seconds": round(res.wall_seconds, 4)}]
+    if instance.objective == "max_goodput" and res.status == "optimal" and plan is not None:
+        # Lexicographic second stage: the cheapest fleet reaching the optimal goodput.
+        target = res.objective - 1e-9 * max(1.0, abs(res.objective))
+        left = max(1.0, time_limit_s - (time.perf_counter() - wall0))
+        res2, plan2, build2 = _solve_model(instance, time_limit_s=left, rel_gap=rel_gap, formulation=formulation, min_served_rps=target)
+        stages.append({"stage": "min cost at that goodput", "status": res2.status, "objective": res2.objective,
+                       "build_seconds": round(build2, 4), "solve_seconds": round(res2.wall_seconds, 4)})
+        if plan2 is not None and plan2.served_rate_rps >= plan.served_rate_rps - 1e-9:
+            plan = plan2
+    common["solve_seconds"] = round(time.perf_counter() - wall0, 4)
+    out = {"kind": KIND, **common}
+    if plan is not None and instance.objective == "max_goodput":
+        out["objective"] = plan.served_rate_rps  # the stage-2 plan has the same goodput, maybe at lower cost
+    out.update({
+        "mode": instance.mode,
+        "objective_name": "cost_usd_per_hour" if instance.objective == "min_cost" else "served_rate_rps",
+        "formulation": formulation,
+        "capacities_source": instance.capacities_source,
+        "rate_rps": instance.rate_rps,
+        "stages": stages,
+    })
+    if plan is not None:
+        out.update(plan.to_dict())
+    return out
+
+
+def best_single_type(instance: pdi.PDPlacementInstance, *, time_limit_s: float = 30.0) -> dict[str, float | None]:
+    """Min $/hour when the fleet may use one GPU type only (Mélange's baseline); None if it cannot serve."""
+    out: dict[str, float | None] = {}
+    for g in instance.gpus:
+        caps = [c for c in instance.capacities if c.gpu == g.type]
+        sub = replace(instance, gpus=(g,), capacities=tuple(caps), links=tuple(l for l in instance.links if l.src == g.type and l.dst == g.type))
+        if not caps or unservable_buckets(sub):
+            out[g.type] = None
+            continue
+        res, plan, _ = _solve_model(sub, time_limit_s=time_limit_s, rel_gap=0.0, formulation="aggregated")
+        out[g.type] = plan.cost_usd_per_hour if (plan is not None and res.status == "optimal") else None
+    return out
+
+
+def check(instance: pdi.PDPlacementInstance, result: dict) -> list[str]:
+    from servopt.analysis.pd_check import check as pd_check
+
+    return pd_check(instance, result)
+
+
+# ---- presentation ---------------------------------------------------------------------------------
+
+
+def render(result: dict, console) -> None:
+    from rich.table import Table
+
+    obj = result.get("objective")
+    unit = "$/h" if result.get("objective_name") == "cost_usd_per_hour" else "rps"
+    gap = result.get("gap")
+    console.print(
+        f"pd_placement ({result.get('mode')}): status {result.get('status')}, objective "
+        f"{'-' if obj is None else f'{obj:,.4f}'} {unit}, bound {result.get('bound')}, "
+        f"gap {'-' if gap is None else f'{100 * gap:.3g}%'}, {result.get('solve_seconds')} s"
+    )
+    table = Table(title="fleet")
+    for col in ("gpu", "tp", "role", "instances", "GPUs", "$/hour", "utilisation"):
+        table.add_column(col, justify="left" if col in ("gpu", "role") else "right")
+    for c in result.get("configs", []):
+        table.add_row(c["gpu"], str(c["tp"]), c["role"], str(c["count"]), str(c["gpus"]), f"{c['usd_per_hour']:.2f}",
+                      f"{100 * c['utilisation']:.1f}%")
+    console.print(table)
+    served = result.get("served_rate_rps")
+    if served is not None:
+        console.print(f"served {served:.6g} of {result.get('rate_rps')} rps; cost {result.get('cost_usd_per_hour', 0):.4f} $/h "
+                      f"({len(result.get('assignment', []))} assignment rows, {len(result.get('unserved', []))} unserved slices)")
+
+
+def _example(name: str) -> dict:
+    ref = resources.files("servopt.instances").joinpath("data", name)
+    return json.loads(ref.read_text(encoding="utf-8"))
+
+
+def demo(*, time_limit_s: float) -> list[dict]:
+    rows = []
+    for name in EXAMPLES:
+        inst = load(_example(name))
+        result = solve(inst, time_limit_s=time_limit_s, options={})
+        singles = best_single_type(inst, time_limit_s=time_limit_s)
+        best = min((v for v in singles.values() if v is not None), default=None)
+        rows.append({"instance": name, "method": "MILP (optimal mix)", "objective": result["objective"],
+                     "bound": result["bound"], "gap": result["gap"], "status": result["status"],
+                     "seconds": result["solve_seconds"]})
+        if best is not None:
+            rows.append({"instance": name, "method": "best single GPU type", "objective": best, "bound": None, "gap": None,
+                         "ratio": best / result["objective"] if result["objective"] else None, "status": "optimal"})
+    return rows
