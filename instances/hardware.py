@@ -60,6 +60,42 @@ class LLM:
     aliases: tuple[str, ...] = ()
     sources: dict = field(default_factory=dict)
 
+    # Parameter counts follow research/costmodel-anchors.md §3.2 (standard transformer counts):
+    # attention d*h_q*d_h (Q) + 2*d*h_kv*d_h (K, V) + h_q*d_h*d (O); MLP 3*d*d_ff gated, 2*d*d_ff
+    # plain; embedding V*d, plus an LM head V*d unless tied. Norms, biases and position tables
+    # are left out (< 0.1 % of the weights for every catalog model).
+
+    @property
+    def attention_params_per_layer(self) -> int:
+        d, dh = self.hidden_size, self.head_dim
+        return d * self.num_heads * dh + 2 * d * self.num_kv_heads * dh + self.num_heads * dh * d
+
+    @property
+    def mlp_params_per_expert(self) -> int:
+        return (3 if self.gated_mlp else 2) * self.hidden_size * self.intermediate_size
+
+    @property
+    def router_params_per_layer(self) -> int:
+        return self.hidden_size * self.num_experts if self.num_experts > 1 else 0
+
+    def num_params(self) -> int:
+        """All weights: layers (every expert) + embedding + LM head (once if tied)."""
+        per_layer = self.attention_params_per_layer + self.num_experts * self.mlp_params_per_expert + self.router_params_per_layer
+        embeddings = self.vocab_size * self.hidden_size * (1 if self.tied_embeddings else 2)
+        return self.num_layers * per_layer + embeddings
+
+    def active_params_per_token(self) -> int:
+        """Weights one token multiplies through in the layers (top-k experts for MoE), no embedding/LM head."""
+        per_layer = self.attention_params_per_layer + self.experts_per_token * self.mlp_params_per_expert + self.router_params_per_layer
+        return self.num_layers * per_layer
+
+    def weight_bytes(self) -> int:
+        return self.num_params() * self.dtype_bytes
+
+    def kv_bytes_per_token(self) -> int:
+        """K and V of one token over all layers and all KV heads: 2 * L * h_kv * d_h * bytes."""
+        return 2 * self.num_layers * self.num_kv_heads * self.head_dim * self.dtype_bytes
+
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -1,0 +1,168 @@
+"""Efficiency profiles of the roofline cost model: what a real engine achieves of the datasheet peaks.
+
+A :class:`Profile` holds the knobs that turn the ideal roofline of ``costmodel/roofline.py`` into
+measured iteration times (the GenZ form, research/costmodel-anchors.md §2.2: per operator
+``max(FLOPs / (eta_c * peak), bytes / (eta_m * bandwidth))``, plus a fixed per-iteration overhead
+``t0`` as in §3.3, plus the TP all-reduce at ``eta_ar`` of the interconnect with a fixed latency
+per call, Vidur's 0.02 ms NCCL launch term, §1.1):
+
+==========================  ===========================================================  ========
+field                       meaning                                                      range
+==========================  ===========================================================  ========
+linear_compute_eff          fraction of bf16 peak the GEMMs (QKV, O, MLP, LM head) reach  (0, 1]
+linear_memory_eff           fraction of HBM bandwidth for weight reads and elementwise   (0, 1]
+attention_compute_eff       fraction of peak for attention's QK^T and AV (prefill)       (0, 1]
+attention_memory_eff        fraction of bandwidth for KV-cache reads (decode attention)  (0, 1]
+allreduce_bandwidth_eff     fraction of the interconnect (NVLink, else PCIe) bandwidth   (0, 1]
+allreduce_latency_ms        fixed cost of one all-reduce call (2 per layer when tp > 1)  >= 0
+overhead_ms                 fixed cost per iteration (launches, scheduling, sampling)    >= 0
+==========================  ===========================================================  ========
+
+``gpus`` lists the catalog GPU names a profile applies to (empty: any GPU). Profiles are JSON files
+in ``costmodel/profiles/`` (or anywhere, by path) with exactly these fields plus ``name``,
+``source`` and ``metadata`` (free-form: fit data, errors, date).
+
+Which profile a GPU gets by default (:func:`default_profile`): a calibrated profile measured on
+that GPU (any shipped file whose name does not start with ``public-`` and whose ``gpus`` contains
+the GPU) wins over a profile fitted to public tables (``public-<gpu>.json``), which wins over the
+generic public fit (``public-generic.json``). :data:`ROOFLINE_ONLY` (every efficiency 1, no
+overheads) gives the physical floor.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, replace
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from servopt.errors import InputError
+
+EFFICIENCY_FIELDS = (
+    "linear_compute_eff",
+    "linear_memory_eff",
+    "attention_compute_eff",
+    "attention_memory_eff",
+    "allreduce_bandwidth_eff",
+)
+TIME_FIELDS = ("allreduce_latency_ms", "overhead_ms")
+PARAMETER_FIELDS = EFFICIENCY_FIELDS + TIME_FIELDS
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    linear_compute_eff: float = 1.0
+    linear_memory_eff: float = 1.0
+    attention_compute_eff: float = 1.0
+    attention_memory_eff: float = 1.0
+    allreduce_bandwidth_eff: float = 1.0
+    allreduce_latency_ms: float = 0.0
+    overhead_ms: float = 0.0
+    gpus: tuple[str, ...] = ()
+    source: str = ""
+    metadata: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self):
+        for key in EFFICIENCY_FIELDS:
+            value = getattr(self, key)
+            if not _finite(value) or not 0 < value <= 1:
+                raise InputError(f"profile.{key}", f"must be in (0, 1], got {value!r}")
+        for key in TIME_FIELDS:
+            value = getattr(self, key)
+            if not _finite(value) or value < 0:
+                raise InputError(f"profile.{key}", f"must be a finite number >= 0, got {value!r}")
+
+    def parameters(self) -> dict[str, float]:
+        return {k: getattr(self, k) for k in PARAMETER_FIELDS}
+
+    def with_parameters(self, **values) -> "Profile":
+        return replace(self, **values)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["gpus"] = list(self.gpus)
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json(), encoding="utf-8")
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+ROOFLINE_ONLY = Profile(name="roofline-only", source="datasheet peaks, no efficiency factors or overheads (the physical floor)")
+
+
+def profile_from_dict(data: dict, where: str = "profile") -> Profile:
+    if not isinstance(data, dict):
+        raise InputError(where, "a profile must be a JSON object")
+    known = set(PARAMETER_FIELDS) | {"name", "gpus", "source", "metadata"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise InputError(f"{where}.{unknown[0]}", f"unknown field (expected {', '.join(sorted(known))})")
+    for key in PARAMETER_FIELDS:
+        if key in data and not _finite(data[key]):
+            raise InputError(f"{where}.{key}", f"expected a finite number, got {data[key]!r}")
+    gpus = data.get("gpus", [])
+    if not isinstance(gpus, list) or not all(isinstance(g, str) for g in gpus):
+        raise InputError(f"{where}.gpus", "expected a list of GPU names")
+    name = data.get("name", "")
+    if not isinstance(name, str) or not name:
+        raise InputError(f"{where}.name", "required non-empty string")
+    return Profile(
+        name=name,
+        gpus=tuple(g.lower() for g in gpus),
+        source=str(data.get("source", "")),
+        metadata=dict(data.get("metadata", {}) or {}),
+        **{k: float(data[k]) for k in PARAMETER_FIELDS if k in data},
+    )
+
+
+def load_profile(path: str | Path) -> Profile:
+    """Read a profile JSON file; errors name the file and field."""
+    from servopt import jsonio
+
+    return profile_from_dict(jsonio.read_json(path), where=str(path))
+
+
+@lru_cache(maxsize=None)
+def shipped_profiles() -> tuple[tuple[str, Profile], ...]:
+    """(file name, Profile) for every JSON file in ``costmodel/profiles/``, sorted by file name."""
+    out = []
+    folder = resources.files("servopt.costmodel").joinpath("profiles")
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".json"):
+            out.append((entry.name, profile_from_dict(json.loads(entry.read_text(encoding="utf-8")), where=entry.name)))
+    return tuple(out)
+
+
+def shipped_profile(name: str) -> Profile:
+    """A shipped profile by its ``name`` field or file name (with or without ``.json``)."""
+    for file_name, profile in shipped_profiles():
+        if name in (profile.name, file_name, file_name.removesuffix(".json")):
+            return profile
+    known = ", ".join(p.name for _, p in shipped_profiles())
+    raise InputError("profile", f"no shipped profile '{name}' (shipped: {known})")
+
+
+def default_profile(gpu_name: str) -> Profile:
+    """The best shipped profile for a GPU: calibrated on it > public fit for it > generic public fit."""
+    from servopt.instances.catalog import get_gpu
+
+    gpu = get_gpu(gpu_name).name
+    calibrated, public, generic = [], [], []
+    for file_name, profile in shipped_profiles():
+        if gpu in profile.gpus:
+            (public if file_name.startswith("public-") else calibrated).append(profile)
+        elif not profile.gpus and file_name == "public-generic.json":
+            generic.append(profile)
+    for group in (calibrated, public, generic):
+        if group:
+            return group[0]
+    return ROOFLINE_ONLY
