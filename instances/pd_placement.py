@@ -60,11 +60,20 @@ class Bucket:
 
 @dataclass(frozen=True)
 class GPUOffer:
-    """A GPU type on offer: price of one GPU and how many may be rented (``None``: unlimited)."""
+    """A GPU type on offer: price of one GPU and how many may be rented (``None``: unlimited).
+
+    ``hardware`` names the catalog GPU behind the offer when ``type`` is a label of its own (two
+    offers of one GPU, e.g. on-demand and spot); it defaults to ``type``.
+    """
 
     type: str
     usd_per_hour: float
     available: int | None = None
+    hardware: str | None = None
+
+    @property
+    def catalog_name(self) -> str:
+        return self.hardware or self.type
 
 
 @dataclass(frozen=True)
@@ -225,7 +234,8 @@ def from_dict(data: dict) -> PDPlacementInstance:
         gtype = fields.string(g, "type", path)
         price = fields.number(g, "usd_per_hour", path, exclusive_minimum=0, default=None, allow_none=True)
         available = fields.integer(g, "available", path, minimum=0, default=None, allow_none=True)
-        gpus.append(GPUOffer(gtype, price, available))  # a missing price is filled from the catalog by the front door
+        hardware = fields.string(g, "hardware", path, default=None)
+        gpus.append(GPUOffer(gtype, price, available, hardware))  # a missing price is filled from the catalog by the front door
     fields.unique_ids(gpus, "gpus", key="type")
 
     gpu_types = {g.type for g in gpus}

@@ -55,7 +55,7 @@ def _fill_prices(inst: pdi.PDPlacementInstance) -> pdi.PDPlacementInstance:
     for i, g in enumerate(inst.gpus):
         if g.usd_per_hour is None:
             try:
-                price = get_gpu(g.type, field=f"gpus[{i}].type").usd_per_hour
+                price = get_gpu(g.catalog_name, field=f"gpus[{i}].type").usd_per_hour
             except InputError as exc:
                 raise InputError(f"gpus[{i}].usd_per_hour", f"missing, and no catalog GPU to take it from ({exc.message})") from None
             g = replace(g, usd_per_hour=price)
