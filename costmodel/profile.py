@@ -3,8 +3,14 @@
 A :class:`Profile` holds the knobs that turn the ideal roofline of ``costmodel/roofline.py`` into
 measured iteration times (the GenZ form, research/costmodel-anchors.md §2.2: per operator
 ``max(FLOPs / (eta_c * peak), bytes / (eta_m * bandwidth))``, plus a fixed per-iteration overhead
-``t0`` as in §3.3, plus the TP all-reduce at ``eta_ar`` of the interconnect with a fixed latency
-per call, Vidur's 0.02 ms NCCL launch term, §1.1):
+``t0`` as in §3.3, plus the TP all-reduce, ``2 log2(T) alpha + 2 (T-1)/T * bytes / (eta_ar * interconnect)`` per call:
+the bandwidth term of ring all-reduce and the latency term of a (double binary) tree, the two
+algorithms NCCL picks between for large and small messages -- alpha-beta costs from Thakur,
+Rabenseifner & Gropp, "Optimization of collective communication operations in MPICH", IJHPCA 2005,
+and Sanders, Speck & Traeff, "Two-tree algorithms for full bandwidth broadcast, reduction and scan",
+Parallel Computing 2009. The fixed cost thus grows like log2(T), which fits Splitwise's decode
+times (TP 2 -> 4 -> 8 add about the same time per doubling, research/costmodel-anchors.md §3.1)
+better than the ring's 2 (T-1) steps (MAPE 11.2 % vs 11.8 % on the generic fit)):
 
 ==========================  ===========================================================  ========
 field                       meaning                                                      range
@@ -14,7 +20,7 @@ linear_memory_eff           fraction of HBM bandwidth for weight reads and eleme
 attention_compute_eff       fraction of peak for attention's QK^T and AV (prefill)       (0, 1]
 attention_memory_eff        fraction of bandwidth for KV-cache reads (decode attention)  (0, 1]
 allreduce_bandwidth_eff     fraction of the interconnect (NVLink, else PCIe) bandwidth   (0, 1]
-allreduce_latency_ms        fixed cost of one all-reduce call (2 per layer when tp > 1)  >= 0
+allreduce_hop_latency_ms    latency of one tree hop; a call costs 2 log2(tp) hops       >= 0
 overhead_ms                 fixed cost per iteration (launches, scheduling, sampling)    >= 0
 ==========================  ===========================================================  ========
 
@@ -46,7 +52,7 @@ EFFICIENCY_FIELDS = (
     "attention_memory_eff",
     "allreduce_bandwidth_eff",
 )
-TIME_FIELDS = ("allreduce_latency_ms", "overhead_ms")
+TIME_FIELDS = ("allreduce_hop_latency_ms", "overhead_ms")
 PARAMETER_FIELDS = EFFICIENCY_FIELDS + TIME_FIELDS
 
 
@@ -58,7 +64,7 @@ class Profile:
     attention_compute_eff: float = 1.0
     attention_memory_eff: float = 1.0
     allreduce_bandwidth_eff: float = 1.0
-    allreduce_latency_ms: float = 0.0
+    allreduce_hop_latency_ms: float = 0.0
     overhead_ms: float = 0.0
     gpus: tuple[str, ...] = ()
     source: str = ""

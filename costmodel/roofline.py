@@ -38,12 +38,12 @@ the activations each GPU holds whole between all-reduces):
 - ``elementwise`` (norms, residual adds, RoPE, SiLU-mul, embedding gather): memory only,
   ``b * (L * (10 d + 2 (h_q + h_kv) d_h / T + 3 k d_ff / T) + d)`` bytes per token
   (LLM-Viewer's per-operator accounting, §2.1).
-- ``allreduce`` (``T > 1``): 2 per layer (Megatron TP), each moving ``2 (T-1)/T * n d b`` bytes per
-  GPU (ring), over NVLink, else PCIe.
+- ``allreduce`` (``T > 1``): 2 per layer (Megatron TP), each moving ``2 (T-1)/T * n d b`` bytes per GPU
+  (ring bandwidth term) over NVLink, else PCIe, plus ``2 log2(T)`` tree hops of latency (see profile.py).
 
 Time: per operator the roofline ``max(FLOPs / (eta_c * peak), bytes / (eta_m * HBM bandwidth))``
-summed over operators (LLM-Viewer / GenZ form, §2.1-2.2), plus ``2 L (lat + bytes / (eta_ar *
-interconnect))`` for the all-reduces and a fixed ``overhead_ms`` per iteration (§3.3). The eta's,
+summed over operators (LLM-Viewer / GenZ form, §2.1-2.2), plus ``2 L (2 log2(T) alpha + bytes /
+(eta_ar * interconnect))`` for the all-reduces and a fixed ``overhead_ms`` per iteration (§3.3). The eta's,
 ``lat`` and the overhead come from a :class:`~servopt.costmodel.profile.Profile`. ``bound`` is
 "compute" when the operators limited by FLOPs take more of the time than those limited by bytes.
 
@@ -210,7 +210,8 @@ class CostModel:
         self._inv_att_c = 1.0 / (pr.attention_compute_eff * self._peak)
         self._inv_att_m = 1.0 / (pr.attention_memory_eff * self._bw)
         self._inv_ar = 1.0 / (pr.allreduce_bandwidth_eff * self._ic) if self._ic > 0 else math.inf
-        self._ar_fixed_s = self._ar_calls * pr.allreduce_latency_ms * 1e-3
+        self._ar_hops = self._ar_calls * 2 * math.log2(T)
+        self._ar_fixed_s = self._ar_hops * pr.allreduce_hop_latency_ms * 1e-3
         self._overhead_s = pr.overhead_ms * 1e-3
 
     def experts_touched(self, tokens: float) -> float:
