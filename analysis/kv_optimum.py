@@ -1,0 +1,141 @@
+"""The hindsight optimum of a ``kv_schedule`` instance: online policies give the warm start and
+the cut-off, the IP of ``servopt.models.kv_schedule`` gives the optimum (or incumbent and bound).
+
+Steps (research/pyomo-highs.md §2.3 and §6.4: a greedy warm start was the biggest lever on the gap):
+
+1. run the warm-start policies (default MC-SF and FCFS, exact or predicted lengths as the instance
+   says) and keep the cheapest schedule ``U``;
+2. build the IP with start windows cut by ``U`` (valid: see the model's docstring);
+3. solve with HiGHS from that MIP start, within the time limit;
+4. total and makespan objectives are integers, so the dual bound is rounded up
+   (``ceil(bound - 1e-6)``); ``status`` becomes ``optimal`` once the rounded bound meets the
+   incumbent;
+5. if HiGHS ends without an incumbent (time limit in presolve), the warm-start schedule is
+   returned with status ``time_limit`` and whatever bound HiGHS proved: never nothing.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+from servopt.instances.kv_schedule import KVSchedule, KVScheduleInstance
+
+
+@dataclass
+class OptimumResult:
+    schedule: KVSchedule | None
+    status: str
+    objective: float | None
+    bound: float | None
+    gap: float | None
+    solve_seconds: float
+    solver: str
+    solver_seconds: float | None = None
+    nodes: int | None = None
+    horizon: int | None = None
+    horizon_is_proven: bool = True
+    warm_start: dict = field(default_factory=dict)
+    model_size: dict = field(default_factory=dict)
+    build_seconds: float = 0.0
+    lp_relaxation: bool = False
+
+    def to_dict(self, instance: KVScheduleInstance) -> dict:
+        out = {
+            "kind": "kv_schedule",
+            "method": "ip" if not self.lp_relaxation else "lp_relaxation",
+            "objective_name": instance.objective,
+            "status": self.status,
+            "objective": self.objective,
+            "bound": self.bound,
+            "gap": self.gap,
+            "solve_seconds": round(self.solve_seconds, 4),
+            "solver": self.solver,
+            "solver_seconds": None if self.solver_seconds is None else round(self.solver_seconds, 4),
+            "nodes": self.nodes,
+            "horizon": self.horizon,
+            "horizon_is_proven": self.horizon_is_proven,
+            "build_seconds": round(self.build_seconds, 4),
+            "warm_start": self.warm_start,
+            "model_size": self.model_size,
+        }
+        out["requests"] = self.schedule.to_dict()["requests"] if self.schedule is not None else []
+        return out
+
+    def to_dataframe(self):
+        import pandas as pd
+
+        return self.schedule.to_dataframe() if self.schedule is not None else pd.DataFrame()
+
+
+def _integral(instance: KVScheduleInstance) -> bool:
+    return instance.objective in ("total_latency", "makespan") or all(
+        float(r.weight).is_integer() for r in instance.requests)
+
+
+def best_policy_schedule(instance: KVScheduleInstance, policies=("mc-sf", "fcfs")):
+    """The cheapest schedule among ``policies`` (name, schedule, cost); lengths as the instance says."""
+    from servopt.simulator.kv_rounds import simulate_rounds
+
+    best = None
+    for name in policies:
+        sched = simulate_rounds(instance, name)
+        cost = sched.objective_value(instance)
+        if best is None or cost < best[2]:
+            best = (name, sched, cost)
+    return best
+
+
+def solve_optimum(instance: KVScheduleInstance, *, time_limit_s: float, rel_gap: float = 1e-4,
+                  warm_start_policies=("mc-sf", "fcfs"), horizon: int | None = None, use_cutoff: bool = True,
+                  relax: bool = False, threads: int = 1, solver_options: dict | None = None) -> OptimumResult:
+    from servopt.models import kv_schedule as model_mod
+    from servopt.solvers.highs import relative_gap, solve
+
+    t0 = time.perf_counter()
+    warm = None
+    if warm_start_policies:
+        name, sched, cost = best_policy_schedule(instance, warm_start_policies)
+        warm = {"policy": name, "objective": cost, "schedule": sched}
+    cutoff = warm["objective"] if (warm and use_cutoff and horizon is None) else None
+    model = model_mod.build(instance, horizon=horizon, relax=relax, cutoff=cutoff)
+    build_s = time.perf_counter() - t0
+    start = model_mod.warm_start(model, warm["schedule"]) if (warm and not relax) else None
+    res = solve(model, time_limit_s=time_limit_s, rel_gap=rel_gap, threads=threads, warm_start=start,
+                options=solver_options)
+    warm_info = {}
+    if warm:
+        warm_info = {"policy": warm["policy"], "objective": warm["objective"],
+                     "accepted": res.extra.get("warm_start_accepted"), "used_as_cutoff": cutoff is not None}
+    size = model_mod.model_size(model)
+    data = model._kv
+    bound = res.bound
+    if relax:
+        return OptimumResult(None, res.status, res.objective, res.objective, 0.0 if res.objective is not None else None,
+                             res.wall_seconds, res.solver, res.solver_seconds, res.nodes, data.horizon,
+                             data.horizon_is_proven, warm_info, size, build_s, lp_relaxation=True)
+    if res.status == "infeasible":
+        return OptimumResult(None, "infeasible", None, None, None, res.wall_seconds, res.solver, res.solver_seconds,
+                             res.nodes, data.horizon, data.horizon_is_proven, warm_info, size, build_s)
+    schedule = model_mod.extract(model) if res.has_solution else None
+    objective = res.objective
+    if schedule is not None:
+        objective = schedule.objective_value(instance)  # exact, free of solver round-off
+    if warm and (schedule is None or warm["objective"] < objective - 1e-9):
+        schedule, objective = warm["schedule"], warm["objective"]
+        schedule = KVSchedule(tuple(r.__class__(r.id, r.arrival, r.start, r.finish) for r in schedule.requests),
+                              objective_name=instance.objective, method=f"ip(incumbent from {warm['policy']})")
+    if bound is not None and _integral(instance):
+        bound = float(math.ceil(bound - 1e-6))
+    if bound is not None and objective is not None:
+        bound = min(bound, objective)
+    status = res.status
+    if objective is not None and bound is not None and bound >= objective - 1e-9:
+        status = "optimal"  # the rounded bound meets the incumbent: proven, even after a time limit
+    if not data.horizon_is_proven:
+        bound = None  # a horizon below the proven one proves nothing about the true optimum
+        if status == "optimal":
+            status = "feasible"
+    gap = relative_gap(objective, bound, "min")
+    return OptimumResult(schedule, status, objective, bound, gap, time.perf_counter() - t0, res.solver,
+                         res.solver_seconds, res.nodes, data.horizon, data.horizon_is_proven, warm_info, size, build_s)

@@ -1,0 +1,135 @@
+"""Front door of kind ``kv_schedule``: KV-memory-constrained scheduling in rounds.
+
+Instance: instances/kv_schedule.py; hindsight IP: models/kv_schedule.py (solved through
+analysis/kv_optimum.py); online policies: simulator/kv_rounds.py and simulator/kv_policy_*.py;
+checker: analysis/kv_check.py. Model and semantics: Jaillet et al., arXiv 2502.07115.
+"""
+from __future__ import annotations
+
+import json
+import time
+from importlib import resources
+
+from servopt import jsonio
+from servopt.errors import InputError
+
+KIND = "kv_schedule"
+FORMULATIONS = ("time-indexed",)
+EXAMPLE = "example_kv_schedule.json"
+
+
+def load(data: dict):
+    from servopt.instances.kv_schedule import KVScheduleInstance
+
+    jsonio.validate(data, KIND)
+    return KVScheduleInstance.from_dict(data)
+
+
+def solve(instance, *, time_limit_s: float, options: dict | None = None) -> dict:
+    """The hindsight optimum (or incumbent + bound at the time limit) as result JSON."""
+    from servopt.analysis.kv_optimum import solve_optimum
+
+    options = dict(options or {})
+    formulation = options.get("formulation") or "time-indexed"
+    if formulation not in FORMULATIONS:
+        raise InputError("--formulation", f"kv_schedule offers {', '.join(FORMULATIONS)}; got '{formulation}'")
+    solver = options.get("solver") or "highs"
+    if solver != "highs":
+        raise InputError("--solver", f"kv_schedule solves with highs (warm start and bound); got '{solver}'")
+    horizon = options.get("horizon")
+    if horizon is not None and (not isinstance(horizon, int) or horizon < 1):
+        raise InputError("--horizon", f"must be a positive integer, got {horizon!r}")
+    if options.get("export"):
+        from servopt.models.kv_schedule import build
+        from servopt.solvers.highs import write_model
+
+        write_model(build(instance, horizon=horizon), options["export"])
+    opt = solve_optimum(instance, time_limit_s=time_limit_s, rel_gap=float(options.get("rel_gap", 1e-4)),
+                        horizon=horizon, relax=bool(options.get("relax", False)))
+    result = opt.to_dict(instance)
+    if result["status"] == "infeasible":
+        from servopt.errors import InfeasibleError
+
+        raise InfeasibleError(f"no schedule fits within the horizon {opt.horizon} (a user-given horizon is too short)")
+    return result
+
+
+def simulate(instance, *, policy: str, options: dict | None = None) -> dict:
+    """Run an online policy (simulator/kv_rounds.py) and return its schedule as result JSON."""
+    from servopt.simulator.kv_rounds import simulate_rounds
+
+    params = dict(options or {})
+    t0 = time.perf_counter()
+    sched = simulate_rounds(instance, policy, **params)
+    seconds = time.perf_counter() - t0
+    return {
+        "kind": KIND,
+        "method": sched.method,
+        "objective_name": instance.objective,
+        "status": "feasible",
+        "objective": sched.objective_value(instance),
+        "bound": None,
+        "gap": None,
+        "solve_seconds": round(seconds, 4),
+        "solver": None,
+        "policy": policy,
+        "params": sched.meta.get("params", {}),
+        "preemptions": sched.preemptions,
+        "requests": sched.to_dict()["requests"],
+    }
+
+
+def check(instance, result: dict) -> list[str]:
+    from servopt.analysis.kv_check import check_result
+
+    return check_result(instance, result)
+
+
+def render(result: dict, console) -> None:
+    from rich.table import Table
+
+    title = (f"kv_schedule {result.get('method', '')}: {result.get('objective_name', 'objective')} = "
+             f"{_fmt(result.get('objective'))}, bound {_fmt(result.get('bound'))}, gap {_pct(result.get('gap'))}, "
+             f"status {result.get('status')}, {_fmt(result.get('solve_seconds'))} s")
+    table = Table(title=title)
+    for col in ("id", "start", "finish", "preempted attempts"):
+        table.add_column(col, justify="left" if col == "id" else "right")
+    rows = result.get("requests", [])
+    for row in rows[:40]:
+        attempts = ", ".join(f"{a['start']}->{a['preempted_at']}" for a in row.get("attempts", []) or [])
+        table.add_row(str(row["id"]), str(row["start"]), str(row["finish"]), attempts or "-")
+    if len(rows) > 40:
+        table.add_row(f"... {len(rows) - 40} more", "", "", "")
+    console.print(table)
+
+
+def example_instance():
+    ref = resources.files("servopt.instances").joinpath("data", EXAMPLE)
+    return load(json.loads(ref.read_text(encoding="utf-8")))
+
+
+def demo(*, time_limit_s: float) -> list[dict]:
+    """Solve the shipped example and run three policies on it (a few seconds)."""
+    inst = example_instance()
+    rows = []
+    t0 = time.perf_counter()
+    opt = solve(inst, time_limit_s=time_limit_s, options={"rel_gap": 0.0})
+    rows.append({"instance": EXAMPLE, "method": "hindsight IP", "objective": opt["objective"], "bound": opt["bound"],
+                 "gap": opt["gap"], "ratio": 1.0, "status": opt["status"], "seconds": time.perf_counter() - t0})
+    for name in ("mc-sf", "fcfs", "vllm"):
+        t1 = time.perf_counter()
+        res = simulate(inst, policy=name)
+        ratio = res["objective"] / opt["objective"] if opt["objective"] else None
+        rows.append({"instance": EXAMPLE, "method": name, "objective": res["objective"], "bound": None, "gap": None,
+                     "ratio": ratio, "status": res["status"], "seconds": time.perf_counter() - t1})
+    return rows
+
+
+def _fmt(x):
+    if x is None:
+        return "-"
+    return f"{x:,.6g}" if isinstance(x, (int, float)) else str(x)
+
+
+def _pct(x):
+    return "-" if x is None else f"{100 * x:.2f}%"

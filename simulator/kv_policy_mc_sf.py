@@ -1,0 +1,37 @@
+"""``mc-sf``: Memory-Constrained Shortest First.
+
+Source: Jaillet, Jiang, Mellou, Molinaro, Podimata, Zhou, "Online Scheduling for LLM Inference
+with KV Cache Constraints", arXiv 2502.07115, Algorithm 1 (research notes scheduling-anchors.md
+§1.4). In round t: keep every running request; sort the waiting ones by predicted output length
+(ties: arrival, then position in the instance); grow the admitted set along that order while the
+batch stays within M at every future completion round ``{p_j + o~_j}`` of the running and
+admitted requests (footprints grow linearly and drop at completion, so the peaks are there);
+stop at the first candidate that does not fit (the authors' shortest-first prefix). Running
+requests that outlive their prediction are counted with length ``generated + 1`` (they have
+revealed at least that). Never preempts when predictions do not under-estimate.
+"""
+from __future__ import annotations
+
+from servopt.simulator.kv_rounds import expected_completion, future_peaks_fit, greedy_prefix
+
+NAME = "mc-sf"
+PARAMS: dict = {}
+
+
+class MCSF:
+    def admit(self, view):
+        base = [(r.prompt_tokens, r.start, expected_completion(r, r.predicted_output_tokens)) for r in view.running]
+        ordered = sorted(view.waiting, key=lambda w: (w.predicted_output_tokens, w.arrival, w.position))
+
+        def fits(admitted, cand):
+            new = [(w.prompt_tokens, view.t, view.t + w.predicted_output_tokens) for w in admitted + [cand]]
+            return future_peaks_fit(base + new, view.memory_tokens)
+
+        return greedy_prefix(view, ordered, fits)
+
+    def on_overflow(self, view):
+        return [r.id for r in sorted(view.running, key=lambda r: (-r.start, -r.position))]
+
+
+def make():
+    return MCSF()

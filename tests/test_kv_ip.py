@@ -1,0 +1,114 @@
+"""The hindsight IP (models/kv_schedule.py) against brute force and hand-computed optima."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kv_bruteforce import brute_force_optimum
+from servopt.analysis.kv_check import check_result
+from servopt.analysis.kv_optimum import solve_optimum
+from servopt.errors import InputError
+from servopt.instances.kv_schedule import KVScheduleInstance
+from servopt.instances.requests import Request
+from servopt.models import kv_schedule as kvm
+
+
+def _instance(rows, M, objective="total_latency"):
+    reqs = tuple(Request(f"r{i}", a, s, o, weight=(w if w is not None else 1.0))
+                 for i, (a, s, o, *rest) in enumerate(rows) for w in [rest[0] if rest else None])
+    return KVScheduleInstance(M, reqs, objective)
+
+
+def _random_instance(seed, n, objective="total_latency"):
+    rng = np.random.default_rng(seed)
+    M = int(rng.integers(4, 11))
+    rows = []
+    for _ in range(n):
+        s = int(rng.integers(0, min(3, M - 1) + 1))
+        o = int(rng.integers(1, min(4, M - s) + 1))
+        rows.append((int(rng.integers(0, 5)), s, o, float(rng.integers(1, 4))))
+    return _instance(rows, M, objective)
+
+
+def test_hand_computed_two_requests():
+    # M = 5, two requests s=1, o=3 at round 0: footprints 2,3,4. Started together round 3 holds 8;
+    # r1 one round later holds 4+3 = 7 in round 3; two rounds later 4+2 = 6 in round 3; so the
+    # second starts at 3: finishes 3 and 6, total latency 9, makespan 6.
+    inst = _instance([(0, 1, 3), (0, 1, 3)], 5)
+    res = solve_optimum(inst, time_limit_s=10, rel_gap=0)
+    assert res.status == "optimal" and res.objective == 9 and res.bound == 9
+    assert sorted(r.finish for r in res.schedule.requests) == [3, 6]
+    mk = solve_optimum(_instance([(0, 1, 3), (0, 1, 3)], 5, "makespan"), time_limit_s=10, rel_gap=0)
+    assert mk.objective == 6
+
+
+def test_hand_computed_fits_together():
+    # M = 8: the same two requests fit side by side (2+2, 3+3, 4+4): latency 3 + 3.
+    res = solve_optimum(_instance([(0, 1, 3), (0, 1, 3)], 8), time_limit_s=10, rel_gap=0)
+    assert res.objective == 6
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_ip_equals_brute_force_total_latency(seed):
+    inst = _random_instance(seed, n=3 + seed % 4)
+    expected, _ = brute_force_optimum(inst)
+    res = solve_optimum(inst, time_limit_s=20, rel_gap=0)
+    assert res.status == "optimal"
+    assert res.objective == expected and res.bound == expected
+    assert check_result(inst, res.to_dict(inst)) == []
+
+
+@pytest.mark.parametrize("objective", ["makespan", "weighted_latency"])
+@pytest.mark.parametrize("seed", range(4))
+def test_ip_equals_brute_force_other_objectives(seed, objective):
+    inst = _random_instance(100 + seed, n=4 + seed % 3, objective=objective)
+    expected, _ = brute_force_optimum(inst)
+    res = solve_optimum(inst, time_limit_s=20, rel_gap=0)
+    assert res.status == "optimal"
+    assert res.objective == pytest.approx(expected, abs=1e-9)
+    assert check_result(inst, res.to_dict(inst)) == []
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_without_cutoff_or_warm_start_same_optimum(seed):
+    inst = _random_instance(200 + seed, n=5)
+    expected, _ = brute_force_optimum(inst)
+    res = solve_optimum(inst, time_limit_s=20, rel_gap=0, warm_start_policies=(), use_cutoff=False)
+    assert res.objective == expected
+    assert res.horizon == kvm.proven_horizon(inst)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_lp_relaxation_is_a_lower_bound(seed):
+    inst = _random_instance(300 + seed, n=5)
+    expected, _ = brute_force_optimum(inst)
+    lp = solve_optimum(inst, time_limit_s=20, relax=True, warm_start_policies=(), use_cutoff=False)
+    assert lp.status == "optimal" and lp.objective <= expected + 1e-7
+    assert lp.schedule is None
+
+
+def test_horizon_and_windows():
+    inst = _instance([(2, 1, 3), (0, 0, 4)], 6)
+    assert kvm.proven_horizon(inst) == 2 + 7
+    T, proven, windows = kvm.start_windows(inst, cutoff=9.0)
+    # slack = 9 - (3 + 4) = 2 rounds of waiting in total
+    assert proven and windows == ((2, 4), (0, 2))
+    T, proven, _ = kvm.start_windows(inst, horizon=5)
+    assert not proven
+
+
+def test_short_horizon_is_refused_in_one_line():
+    inst = _instance([(0, 1, 3), (0, 1, 3)], 5)
+    with pytest.raises(InputError, match="no feasible start"):
+        kvm.build(inst, horizon=2)
+
+
+def test_time_limit_returns_incumbent_and_bound():
+    rng = np.random.default_rng(5)
+    rows = [(0, 2, int(rng.integers(1, 30))) for _ in range(30)]
+    inst = _instance(rows, 34)
+    res = solve_optimum(inst, time_limit_s=1.0, rel_gap=0)
+    assert res.schedule is not None and res.objective is not None
+    assert res.bound is None or res.bound <= res.objective
+    assert res.status in ("optimal", "time_limit")
+    assert check_result(inst, res.to_dict(inst)) == []
