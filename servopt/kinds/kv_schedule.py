@@ -88,10 +88,10 @@ def check(instance, result: dict) -> list[str]:
 def render(result: dict, console) -> None:
     from rich.table import Table
 
-    title = (f"kv_schedule {result.get('method', '')}: {result.get('objective_name', 'objective')} = "
-             f"{_fmt(result.get('objective'))}, bound {_fmt(result.get('bound'))}, gap {_pct(result.get('gap'))}, "
-             f"status {result.get('status')}, {_fmt(result.get('solve_seconds'))} s")
-    table = Table(title=title)
+    summary = (f"{result.get('objective_name', 'objective')} = {_fmt(result.get('objective'))}, "
+               f"bound {_fmt(result.get('bound'))}, gap {_pct(result.get('gap'))}, status {result.get('status')}, "
+               f"{_fmt(result.get('solve_seconds'))} s")
+    table = Table(title=f"kv_schedule {result.get('method', '')}", caption=summary)
     for col in ("id", "start", "finish", "preempted attempts"):
         table.add_column(col, justify="left" if col == "id" else "right")
     rows = result.get("requests", [])
@@ -133,3 +133,32 @@ def _fmt(x):
 
 def _pct(x):
     return "-" if x is None else f"{100 * x:.2f}%"
+
+
+def compare(instance, *, policies: list[str], time_limit_s: float, options: dict | None = None) -> dict:
+    """Policies vs the hindsight optimum (analysis/compare.py) as JSON."""
+    from servopt.analysis.compare import compare_kv_schedule
+
+    options = dict(options or {})
+    return compare_kv_schedule(instance, policies, time_limit_s=time_limit_s,
+                               rel_gap=float(options.get("rel_gap", 1e-4)),
+                               policy_params=options.get("policy_params")).to_dict()
+
+
+def render_comparison(result: dict, console) -> None:
+    from rich.table import Table
+
+    summary = (f"hindsight IP: incumbent {_fmt(result['incumbent'])}, bound {_fmt(result['bound'])}, "
+               f"gap {_pct(result['gap'])}, status {result['optimum_status']}, {_fmt(result['solve_seconds'])} s")
+    table = Table(title=f"kv_schedule: policies vs hindsight optimum ({result['objective_name']})", caption=summary)
+    for col in ("policy", "cost", "ALG/incumbent", "ALG/bound", "preemptions", "seconds", "status"):
+        table.add_column(col, justify="left" if col in ("policy", "status") else "right")
+    for row in result["rows"]:
+        table.add_row(row["policy"], _fmt(row["cost"]), _ratio(row["ratio_to_incumbent"]), _ratio(row["ratio_to_bound"]),
+                      _fmt(row["preemptions"]), f"{row['seconds']:.3f}", row["status"])
+    console.print(table)
+    console.print("ALG/OPT lies in [ALG/incumbent, ALG/bound]; the two ends are equal once the optimum is proven.")
+
+
+def _ratio(x):
+    return "-" if x is None else f"{x:.4f}"

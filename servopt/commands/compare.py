@@ -1,0 +1,48 @@
+"""``servopt compare INSTANCE --policies a,b --time-limit S``: online policies vs the hindsight optimum.
+
+Prints, per policy, its cost, the ratio to the solver's incumbent and the ratio to its dual bound:
+the interval [ALG/incumbent, ALG/bound] that contains ALG/OPT (equal ends once OPT is proven).
+"""
+from __future__ import annotations
+
+import sys
+
+from servopt.commands._common import console, read_instance
+from servopt.errors import InputError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("compare", help="online policies vs the offline optimum, with the bound interval")
+    p.add_argument("instance", help="instance JSON file (kind kv_schedule)")
+    p.add_argument("--policies", default="fcfs,mc-sf,vllm,sjf,alpha-threshold,a-min",
+                   help="comma-separated policy names (default: all kv_schedule policies)")
+    p.add_argument("--time-limit", type=float, default=60.0, metavar="S", help="solver time limit in seconds (default 60)")
+    p.add_argument("--rel-gap", type=float, default=1e-4, help="relative gap at which the solver stops (default 1e-4)")
+    p.add_argument("--out", metavar="COMPARE.json", help="write the comparison JSON to this file")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from servopt import jsonio
+
+    if not args.time_limit > 0:
+        raise InputError("--time-limit", "must be positive")
+    if not 0 <= args.rel_gap < 1:
+        raise InputError("--rel-gap", "must be in [0, 1)")
+    policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+    if not policies:
+        raise InputError("--policies", "name at least one policy")
+    module, instance, _ = read_instance(args.instance)
+    if not hasattr(module, "compare"):
+        raise InputError("kind", f"'{module.KIND}' instances have no online policies to compare")
+    result = module.compare(instance, policies=policies, time_limit_s=args.time_limit, options={"rel_gap": args.rel_gap})
+    if args.out:
+        jsonio.write_json(result, args.out)
+    if args.json:
+        sys.stdout.write(jsonio.dumps(result) + "\n")
+    else:
+        module.render_comparison(result, console())
+        if args.out:
+            print(f"wrote {args.out}")
+    return 0
