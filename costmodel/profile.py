@@ -121,6 +121,12 @@ def profile_from_dict(data: dict, where: str = "profile") -> Profile:
     name = data.get("name", "")
     if not isinstance(name, str) or not name:
         raise InputError(f"{where}.name", "required non-empty string")
+    for key in EFFICIENCY_FIELDS:
+        if key in data and not 0 < data[key] <= 1:
+            raise InputError(f"{where}.{key}", f"must be in (0, 1], got {data[key]!r}")
+    for key in TIME_FIELDS:
+        if key in data and data[key] < 0:
+            raise InputError(f"{where}.{key}", f"must be >= 0, got {data[key]!r}")
     return Profile(
         name=name,
         gpus=tuple(g.lower() for g in gpus),

@@ -33,15 +33,17 @@ def run(args) -> int:
     if show_gpus:
         t = Table(title="GPUs (dense bf16 peak; T4/V100: fp16 tensor peak)")
         for col in ("name", "TFLOP/s", "mem GB/s", "GiB", "NVLink GB/s", "PCIe GB/s", "$/hour", "aliases"):
-            t.add_column(col, justify="left" if col in ("name", "aliases") else "right")
+            t.add_column(col, justify="left" if col in ("name", "aliases") else "right", no_wrap=col != "aliases")
         for g in gpus():
             t.add_row(g.name, f"{g.bf16_tflops:g}", f"{g.hbm_gb_per_s:g}", f"{g.memory_gib:g}", f"{g.nvlink_gb_per_s:g}",
                       f"{g.pcie_gb_per_s:g}", f"{g.usd_per_hour:.3g}", ", ".join(g.aliases[:3]))
         con.print(t)
     if show_llms:
-        t = Table(title="LLMs (config.json shapes)")
-        for col in ("name", "params B", "layers", "hidden", "heads", "kv heads", "head dim", "ffn", "vocab", "experts", "KV KiB/token"):
-            t.add_column(col, justify="left" if col == "name" else "right")
+        t = Table(title="LLMs (config.json shapes; KV per token in bf16 over all layers)")
+        # Short headers (L layers, d hidden, h_q/h_kv heads, d_h head dim, d_ff FFN, V vocabulary, E top-k/experts)
+        # keep the table inside a 100-column terminal.
+        for col in ("name", "params (B)", "L", "d", "h_q", "h_kv", "d_h", "d_ff", "V", "E", "KV KiB/tok"):
+            t.add_column(col, justify="left" if col == "name" else "right", no_wrap=True)
         for m in llms():
             experts = f"{m.experts_per_token}/{m.num_experts}" if m.num_experts > 1 else "-"
             t.add_row(m.name, f"{m.num_params() / 1e9:.2f}", str(m.num_layers), str(m.hidden_size), str(m.num_heads),

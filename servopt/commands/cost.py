@@ -6,6 +6,7 @@ context. With neither, the command describes the replica (memory, KV capacity) o
 """
 from __future__ import annotations
 
+import math
 import re
 
 from servopt.errors import InputError
@@ -18,13 +19,13 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("cost", help="time of one engine iteration (prefill chunks + decode sequences) on a GPU")
     p.add_argument("--llm", required=True, help="LLM name from the catalog (servopt catalog llms)")
     p.add_argument("--gpu", required=True, help="GPU name from the catalog (servopt catalog gpus)")
-    p.add_argument("--tp", type=int, default=1, help="tensor-parallel degree (default 1)")
+    p.add_argument("--tp", default="1", help="tensor-parallel degree (default 1)")
     p.add_argument("--profile", metavar="FILE|NAME", help="efficiency profile JSON or shipped name (default: the GPU's)")
     p.add_argument("--prefill", action="append", default=[], metavar="LEN[@CTX]",
                    help="a prefill chunk of LEN tokens (with CTX cached tokens); repeatable")
     p.add_argument("--decode", action="append", default=[], metavar="BxCTX",
                    help="B sequences decoding with CTX tokens of context; repeatable")
-    p.add_argument("--memory-fraction", type=float, default=0.9, help="GPU memory share for weights+activations+KV (default 0.9)")
+    p.add_argument("--memory-fraction", default="0.9", help="GPU memory share for weights+activations+KV (default 0.9)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)
 
@@ -53,14 +54,26 @@ def parse_decode(text: str) -> tuple[int, int]:
     return batch, ctx
 
 
+def _parse_number(text, option: str, kind):
+    try:
+        value = kind(text)
+    except (TypeError, ValueError):
+        raise InputError(option, f"expected {'an integer' if kind is int else 'a number'}, got '{text}'") from None
+    if kind is float and not math.isfinite(value):
+        raise InputError(option, f"expected a finite number, got '{text}'")
+    return value
+
+
 def run(args) -> int:
     import sys
 
     from servopt import jsonio
-    from servopt.costmodel.roofline import make_cost_model
+    from servopt.costmodel.roofline import make_cost_model, resolve_profile
 
+    args.tp = _parse_number(args.tp, "--tp", int)
     if args.tp < 1:
         raise InputError("--tp", f"must be >= 1, got {args.tp}")
+    args.memory_fraction = _parse_number(args.memory_fraction, "--memory-fraction", float)
     if not 0 < args.memory_fraction <= 1:
         raise InputError("--memory-fraction", f"must be in (0, 1], got {args.memory_fraction}")
     prefill = [parse_prefill(t) for t in args.prefill]
@@ -68,7 +81,15 @@ def run(args) -> int:
     from servopt.instances.catalog import get_gpu, get_llm
 
     llm, gpu = get_llm(args.llm, field="--llm"), get_gpu(args.gpu, field="--gpu")
-    cm = make_cost_model(llm, gpu, tp=args.tp, profile=args.profile)
+    if llm.num_heads % args.tp:
+        raise InputError("--tp", f"{llm.name} has {llm.num_heads} attention heads, not divisible by tp={args.tp}")
+    try:
+        profile = resolve_profile(args.profile, gpu.name)
+    except InputError as exc:
+        if exc.field != "profile":
+            raise
+        raise InputError("--profile", exc.message) from None
+    cm = make_cost_model(llm, gpu, tp=args.tp, profile=profile)
     cm.check_fits()
     decode = [ctx for batch, ctx in decode_groups for _ in range(batch)]
     replica = cm.describe()
