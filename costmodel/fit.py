@@ -16,14 +16,15 @@ int is a whole prompt); ``decode``: ``(batch, context_tokens)`` groups (a bare i
 with that context). ``measured_ms``: the iteration's wall time. ``table`` labels the data set.
 
 The fit (what ``fit_profile`` does): the model's time is, per point ``i``,
-``t_i(theta) = sum_o max(C_io / eta_c[o], M_io / eta_m[o]) + S_i alpha + R_i / eta_ar + t0`` with
+``t_i(theta) = sum_o max(C_io / eta_c[o], M_io / eta_m[o]) + S_i alpha + R_i / eta_ar + t0 + s_i c``
+(``s_i`` sequences emitting a token, ``c`` = per_sequence_ms) with
 ``C_io``, ``M_io`` operator ``o``'s compute and memory time at 100 % of the datasheet peaks
 (costmodel/roofline.py), ``S_i`` the number of all-reduce tree hops, ``R_i`` the all-reduce
 seconds at full interconnect bandwidth, and ``theta`` the profile's parameters
-(``eta``'s in (0, 1], ``alpha``, ``t0`` >= 0). It minimises ``sum_i (t_i(theta) / y_i - 1)^2``
+(``eta``'s in (0, 1], ``alpha``, ``t0``, ``c`` >= 0). It minimises ``sum_i (t_i(theta) / y_i - 1)^2``
 (least squares on relative error, so a 40 ms decode step weighs as much as a 3 s prefill) by
 Levenberg-Marquardt on unconstrained coordinates (``eta = 1 / (1 + exp(-u))``,
-``alpha, t0 = exp(v)``) from a few starting points, numpy only. A random ``holdout_fraction`` of
+``alpha, t0, c = exp(v)``) from a few starting points, numpy only. A random ``holdout_fraction`` of
 the points (stratified by regime, fixed ``seed``) is left out of the fit and its error reported;
 the returned profile is the one fitted on the remaining points, so the held-out figure is an
 honest estimate for exactly what is shipped.
@@ -106,13 +107,14 @@ class _Features:
     ring_steps: np.ndarray  # (n,)
     allreduce_s: np.ndarray  # (n,)
     measured_ms: np.ndarray  # (n,)
+    sampled: np.ndarray  # (n,) sequences that emit a token
     regimes: list[str] = field(default_factory=list)
 
 
 def _features(points: Sequence[MeasuredPoint]) -> _Features:
     n = len(points)
     comp, mem = np.zeros((n, len(_OPS))), np.zeros((n, len(_OPS)))
-    steps, ar, y = np.zeros(n), np.zeros(n), np.zeros(n)
+    steps, ar, y, sampled = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
     models: dict = {}
     for i, pt in enumerate(points):
         key = (pt.llm, pt.gpu, pt.tp)
@@ -120,7 +122,9 @@ def _features(points: Sequence[MeasuredPoint]) -> _Features:
             models[key] = CostModel(get_llm(pt.llm, field=f"points[{i}].llm"), get_gpu(pt.gpu, field=f"points[{i}].gpu"),
                                     pt.tp, ROOFLINE_ONLY)
         cm = models[key]
-        work = {name: (f, b, c) for name, f, b, c in cm.operator_work(pt.totals())}
+        totals = pt.totals()
+        sampled[i] = totals.sampled_seqs
+        work = {name: (f, b, c) for name, f, b, c in cm.operator_work(totals)}
         for j, op in enumerate(_OPS):
             f, b, _ = work[op]
             comp[i, j] = f / cm._peak
@@ -129,7 +133,7 @@ def _features(points: Sequence[MeasuredPoint]) -> _Features:
             steps[i] = cm._ar_hops
             ar[i] = work["allreduce"][2] / cm._ic
         y[i] = pt.measured_ms
-    return _Features(comp, mem, steps, ar, y, [p.regime for p in points])
+    return _Features(comp, mem, steps, ar, y, sampled, [p.regime for p in points])
 
 
 def _predict_ms(fe: _Features, params: dict) -> np.ndarray:
@@ -137,7 +141,7 @@ def _predict_ms(fe: _Features, params: dict) -> np.ndarray:
     eta_m = np.array([params["linear_memory_eff"], params["attention_memory_eff"]])[_OP_CLASS]
     ops = np.maximum(fe.compute_s / eta_c, fe.memory_s / eta_m).sum(axis=1)
     comm = fe.ring_steps * params["allreduce_hop_latency_ms"] * 1e-3 + fe.allreduce_s / params["allreduce_bandwidth_eff"]
-    return (ops + comm) * 1e3 + params["overhead_ms"]
+    return (ops + comm) * 1e3 + params["overhead_ms"] + params["per_sequence_ms"] * fe.sampled
 
 
 def predict_ms(profile: Profile, points: Sequence[MeasuredPoint]) -> np.ndarray:
@@ -236,7 +240,7 @@ def fit_profile(points: Sequence[MeasuredPoint], *, name: str, gpus: Iterable[st
     train, test = _split(points, holdout_fraction if len(points) >= 8 else 0.0, seed)
     fe_all = _features(points)
     fe = _Features(fe_all.compute_s[train], fe_all.memory_s[train], fe_all.ring_steps[train], fe_all.allreduce_s[train],
-                   fe_all.measured_ms[train])
+                   fe_all.measured_ms[train], fe_all.sampled[train])
     names = list(free)
     fixed = base.parameters()
 
@@ -248,7 +252,7 @@ def fit_profile(points: Sequence[MeasuredPoint], *, name: str, gpus: Iterable[st
         for t0 in (1.0, 10.0):
             start = dict(fixed)
             for n_ in names:
-                start[n_] = eff0 if n_ in EFFICIENCY_FIELDS else (t0 if n_ == "overhead_ms" else 0.005)
+                start[n_] = eff0 if n_ in EFFICIENCY_FIELDS else (t0 if n_ == "overhead_ms" else 0.01)
             z = _levenberg_marquardt(residual, _from_params(start, names))
             r = residual(z)
             if float(r @ r) < best_cost:

@@ -21,8 +21,14 @@ attention_compute_eff       fraction of peak for attention's QK^T and AV (prefil
 attention_memory_eff        fraction of bandwidth for KV-cache reads (decode attention)  (0, 1]
 allreduce_bandwidth_eff     fraction of the interconnect (NVLink, else PCIe) bandwidth   (0, 1]
 allreduce_hop_latency_ms    latency of one tree hop; a call costs 2 log2(tp) hops       >= 0
-overhead_ms                 fixed cost per iteration (launches, scheduling, sampling)    >= 0
+overhead_ms                 fixed cost per iteration (launches, scheduling)              >= 0
+per_sequence_ms             cost per sequence that emits a token (sampling, bookkeeping) >= 0
 ==========================  ===========================================================  ========
+
+``per_sequence_ms`` is the ``c * B`` term of DistServe's decode model (``a + b * sum(ctx) + c * B``,
+research/costmodel-anchors.md §2.5): work per sequence that neither the weights nor the KV reads
+explain (sampling, per-sequence scheduler and attention-launch costs); Splitwise's decode times grow
+with the batch by far more than the extra KV reads would allow.
 
 ``gpus`` lists the catalog GPU names a profile applies to (empty: any GPU). Profiles are JSON files
 in ``costmodel/profiles/`` (or anywhere, by path) with exactly these fields plus ``name``,
@@ -52,7 +58,7 @@ EFFICIENCY_FIELDS = (
     "attention_memory_eff",
     "allreduce_bandwidth_eff",
 )
-TIME_FIELDS = ("allreduce_hop_latency_ms", "overhead_ms")
+TIME_FIELDS = ("allreduce_hop_latency_ms", "overhead_ms", "per_sequence_ms")
 PARAMETER_FIELDS = EFFICIENCY_FIELDS + TIME_FIELDS
 
 
@@ -66,6 +72,7 @@ class Profile:
     allreduce_bandwidth_eff: float = 1.0
     allreduce_hop_latency_ms: float = 0.0
     overhead_ms: float = 0.0
+    per_sequence_ms: float = 0.0
     gpus: tuple[str, ...] = ()
     source: str = ""
     metadata: dict = field(default_factory=dict, compare=False, hash=False)

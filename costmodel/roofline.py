@@ -43,8 +43,9 @@ the activations each GPU holds whole between all-reduces):
 
 Time: per operator the roofline ``max(FLOPs / (eta_c * peak), bytes / (eta_m * HBM bandwidth))``
 summed over operators (LLM-Viewer / GenZ form, §2.1-2.2), plus ``2 L (2 log2(T) alpha + bytes /
-(eta_ar * interconnect))`` for the all-reduces and a fixed ``overhead_ms`` per iteration (§3.3). The eta's,
-``lat`` and the overhead come from a :class:`~servopt.costmodel.profile.Profile`. ``bound`` is
+(eta_ar * interconnect))`` for the all-reduces, a fixed ``overhead_ms`` per iteration (§3.3) and
+``per_sequence_ms * s``. The eta's, ``alpha`` and the overheads come from a
+:class:`~servopt.costmodel.profile.Profile`. ``bound`` is
 "compute" when the operators limited by FLOPs take more of the time than those limited by bytes.
 
 Memory (per GPU): weights ``num_params * b / T``; KV ``kv_g = 2 L ceil(h_kv / T) d_h b`` bytes per
@@ -213,6 +214,7 @@ class CostModel:
         self._ar_hops = self._ar_calls * 2 * math.log2(T)
         self._ar_fixed_s = self._ar_hops * pr.allreduce_hop_latency_ms * 1e-3
         self._overhead_s = pr.overhead_ms * 1e-3
+        self._per_seq_s = pr.per_sequence_ms * 1e-3
 
     def experts_touched(self, tokens: float) -> float:
         """Expected distinct experts hit by ``tokens`` tokens under uniform top-k routing (1 if dense)."""
@@ -279,7 +281,7 @@ class CostModel:
             ops.append(_op(name, f, by, 0.0, c_ms, m_ms, 0.0, time_ms, bound))
             flops += f
             hbm += by
-        over_ms = self._overhead_s * 1e3 if n > 0 else 0.0
+        over_ms = (self._overhead_s + self._per_seq_s * totals.sampled_seqs) * 1e3 if n > 0 else 0.0
         ops.append(_op("overhead", 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, over_ms, "overhead"))
         total_ms = sum(o["time_ms"] for o in ops)
         return IterationCost(
@@ -329,7 +331,7 @@ class CostModel:
         t += self._elem_tok * n * self._inv_lin_m
         if self._ar_calls:
             t += self._ar_calls * self._ar_bytes_tok * n * self._inv_ar + self._ar_fixed_s
-        return (t + self._overhead_s) * 1e3
+        return (t + self._overhead_s + self._per_seq_s * s) * 1e3
 
     def decode_step_ms(self, batch_size: int, mean_context_tokens: float) -> float:
         """One decode iteration of ``batch_size`` sequences, each with ``mean_context_tokens`` cached."""

@@ -20,7 +20,8 @@ from servopt.costmodel.roofline import make_cost_model
 from servopt.errors import InputError
 
 KNOWN = Profile(name="known", linear_compute_eff=0.55, linear_memory_eff=0.7, attention_compute_eff=0.35,
-                attention_memory_eff=0.5, allreduce_bandwidth_eff=0.3, allreduce_hop_latency_ms=0.02, overhead_ms=3.0)
+                attention_memory_eff=0.5, allreduce_bandwidth_eff=0.3, allreduce_hop_latency_ms=0.02, overhead_ms=3.0,
+                per_sequence_ms=0.05)
 
 
 def _synthetic_points(profile: Profile) -> list[MeasuredPoint]:

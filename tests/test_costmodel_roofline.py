@@ -62,14 +62,15 @@ def test_toy_iteration_flops_and_bytes_by_hand():
 
 
 def test_toy_tp2_allreduce_and_profile_terms_by_hand():
-    prof = Profile(name="p", allreduce_bandwidth_eff=0.5, allreduce_hop_latency_ms=0.01, overhead_ms=2.0)
+    prof = Profile(name="p", allreduce_bandwidth_eff=0.5, allreduce_hop_latency_ms=0.01, overhead_ms=2.0,
+                   per_sequence_ms=0.25)
     cm = CostModel(TOY, TOY_GPU, 2, prof)
     c = cm.iteration(decode=[5, 7])
     ar = next(o for o in c.operators if o["name"] == "allreduce")
     # 2 all-reduces per layer, each 2*(T-1)/T * n*d*b = 1 * 2*8*2 = 32 bytes; 2*log2(2) = 2 hops of 0.01 ms
     assert ar["comm_bytes"] == 4 * 32
     assert ar["time_ms"] == pytest.approx((4 * 32 / (0.5 * 1e9)) * 1e3 + 4 * 2 * 0.01)
-    assert next(o for o in c.operators if o["name"] == "overhead")["time_ms"] == 2.0
+    assert next(o for o in c.operators if o["name"] == "overhead")["time_ms"] == 2.0 + 2 * 0.25
     assert cm.kv_heads_per_gpu == 1  # 1 KV head over 2 GPUs is replicated
     assert cm.kv_bytes_per_token_per_gpu() == 32 and cm.kv_bytes_per_token() == 32
 
@@ -117,17 +118,25 @@ def test_tp_must_divide_heads():
 
 @pytest.mark.parametrize("llm,gpu", [("llama-3.1-8b", "h100-sxm"), ("llama-2-70b", "a100-80g"), ("mixtral-8x7b", "h200")])
 def test_tp_scaling_sanity(llm, gpu):
-    base = make_cost_model(llm, gpu, tp=2)
-    big = make_cost_model(llm, gpu, tp=4)
-    for batch in ([(4096, 0)], []):
-        dec = [] if batch else [1024] * 32
-        c2, c4 = base.iteration(prefill=batch, decode=dec), big.iteration(prefill=batch, decode=dec)
-        # per-GPU FLOPs of the GEMMs halve exactly; total time falls, but by at most 2x
+    for batch, dec in (([(4096, 0)], []), ([], [1024] * 32)):
+        c2 = make_cost_model(llm, gpu, tp=2, profile=ROOFLINE_ONLY).iteration(prefill=batch, decode=dec)
+        c4 = make_cost_model(llm, gpu, tp=4, profile=ROOFLINE_ONLY).iteration(prefill=batch, decode=dec)
+        # per-GPU FLOPs of the GEMMs halve exactly; on the bare roofline the time falls, by at most 2x
         lin2 = next(o for o in c2.operators if o["name"] == "linear")["flops"]
         lin4 = next(o for o in c4.operators if o["name"] == "linear")["flops"]
         assert lin4 == pytest.approx(lin2 / 2, rel=1e-12)
         assert c2.iteration_ms / 2 <= c4.iteration_ms < c2.iteration_ms
         assert c4.comm_bytes > c2.comm_bytes
+    # with the fitted default profile a long prefill still gets faster with TP, by at most 2x ...
+    p2 = make_cost_model(llm, gpu, tp=2).prefill_ms(4096)
+    p4 = make_cost_model(llm, gpu, tp=4).prefill_ms(4096)
+    assert p2 / 2 <= p4 < p2
+    # ... while a decode step can get slower (all-reduce latency grows with log2 T), but never
+    # by more than the all-reduce term it adds
+    cm4 = make_cost_model(llm, gpu, tp=4)
+    d2, d4 = make_cost_model(llm, gpu, tp=2).decode_step_ms(8, 512), cm4.decode_step_ms(8, 512)
+    ar4 = next(o for o in cm4.iteration(decode=[512] * 8).operators if o["name"] == "allreduce")["time_ms"]
+    assert d4 <= d2 + ar4
 
 
 def test_prefill_compute_bound_decode_memory_bound():
