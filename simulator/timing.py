@@ -1,0 +1,122 @@
+"""Iteration-time functions the engine runs on: the GPU cost model, Vidur profiles, or unit time.
+
+The engine needs two things (all times in seconds):
+
+``mixed_s(chunks, decode_seqs, decode_context_tokens)``
+    one iteration with prefill chunks ``[(chunk_tokens, context_before)]`` plus ``decode_seqs``
+    decode sequences whose contexts (tokens attended, the new one included) sum to
+    ``decode_context_tokens``;
+``decode_s(decode_seqs, first_context_tokens, steps)``
+    a numpy array with the durations of ``steps`` consecutive decode-only iterations of the same
+    ``decode_seqs`` sequences, the total context growing by ``decode_seqs`` per step.
+
+The second is what makes skip-ahead cheap: under the roofline the decode durations of an unchanged
+batch form an arithmetic progression (KV bytes read grow by one token per sequence per step); we
+evaluate the cost model on a numpy array of contexts when it accepts one, and otherwise check the
+progression on three points and extend it (falling back to one call per step if it is not one).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class UnitTimer:
+    """Every iteration takes ``unit_s``; prefill is free when ``prefill_cost`` is False.
+
+    This is the round-based model of Jaillet et al. (arXiv 2502.07115, §1.2 of
+    research/scheduling-anchors.md): one batch per round, every batch one time unit.
+    """
+
+    unit_s: float = 1.0
+    prefill_cost: bool = False
+
+    def mixed_s(self, chunks, decode_seqs, decode_context_tokens) -> float:
+        return self.unit_s
+
+    def decode_s(self, decode_seqs, first_context_tokens, steps) -> np.ndarray:
+        return np.full(int(steps), self.unit_s)
+
+
+@dataclass(frozen=True)
+class LinearTimer:
+    """``tau = d0 + d1 * (KV tokens touched) + p1 * (prefill tokens)`` in ms (Ao et al., arXiv
+    2504.11320 §2.1, ``tau(B) = d_0 + d_1 * sum KV``; their SGLang A100 Llama-2-7B fit is
+    d0 = 276 ms, d1 = 0.0115 ms per token, research/scheduling-anchors.md §2.5)."""
+
+    d0_ms: float = 10.0
+    d1_ms: float = 0.001
+    prefill_ms_per_token: float = 0.0
+
+    def mixed_s(self, chunks, decode_seqs, decode_context_tokens) -> float:
+        kv = decode_context_tokens + sum(c + b for c, b in chunks)
+        pre = sum(c for c, _ in chunks)
+        return (self.d0_ms + self.d1_ms * kv + self.prefill_ms_per_token * pre) / 1000.0
+
+    def decode_s(self, decode_seqs, first_context_tokens, steps) -> np.ndarray:
+        ctx = first_context_tokens + decode_seqs * np.arange(int(steps), dtype=float)
+        return (self.d0_ms + self.d1_ms * ctx) / 1000.0
+
+
+class CostModelTimer:
+    """Adapter over anything with ``iteration_ms_totals`` (the roofline model, Vidur profiles).
+
+    Prefers a per-chunk ``iteration_ms(prefill, decode_seqs, decode_context_tokens)`` when the
+    cost object has one (Vidur's batching rules need the chunks, not just totals).
+    """
+
+    def __init__(self, cost):
+        if not hasattr(cost, "iteration_ms_totals") and not hasattr(cost, "iteration_ms"):
+            raise TypeError("cost model needs iteration_ms_totals(...) or iteration_ms(...)")
+        self.cost = cost
+        self._per_chunk = callable(getattr(cost, "iteration_ms", None)) and hasattr(cost, "decode_ms_array")
+        self._vector_ok: bool | None = None
+
+    def mixed_s(self, chunks, decode_seqs, decode_context_tokens) -> float:
+        if self._per_chunk:
+            return float(self.cost.iteration_ms(chunks, decode_seqs, decode_context_tokens)) / 1000.0
+        tokens = sum(c for c, _ in chunks)
+        # causal attention pairs of a chunk of c tokens after b cached ones: c*b + c*(c+1)/2
+        pairs = sum(c * b + c * (c + 1) // 2 for c, b in chunks)
+        ms = self.cost.iteration_ms_totals(prefill_tokens=tokens, prefill_attention_pairs=pairs,
+                                           decode_seqs=decode_seqs, decode_context_tokens=decode_context_tokens,
+                                           sampled_seqs=decode_seqs + len(chunks))
+        return float(ms) / 1000.0
+
+    def _decode_ms_scalar(self, n, ctx):
+        return float(self.cost.iteration_ms_totals(prefill_tokens=0, prefill_attention_pairs=0, decode_seqs=n,
+                                                   decode_context_tokens=ctx, sampled_seqs=n))
+
+    def decode_s(self, decode_seqs, first_context_tokens, steps) -> np.ndarray:
+        steps = int(steps)
+        ctx = first_context_tokens + decode_seqs * np.arange(steps, dtype=np.int64)
+        if self._per_chunk:
+            return np.asarray(self.cost.decode_ms_array(decode_seqs, ctx), dtype=float) / 1000.0
+        if self._vector_ok is not False:
+            try:
+                out = np.asarray(self.cost.iteration_ms_totals(
+                    prefill_tokens=0, prefill_attention_pairs=0, decode_seqs=decode_seqs,
+                    decode_context_tokens=ctx, sampled_seqs=decode_seqs), dtype=float)
+                if out.shape == (steps,):
+                    self._vector_ok = True
+                    return out / 1000.0
+            except Exception:  # noqa: BLE001 - scalar-only cost model: use the progression below
+                pass
+            self._vector_ok = False
+        t0 = self._decode_ms_scalar(decode_seqs, int(ctx[0]))
+        if steps == 1:
+            return np.array([t0 / 1000.0])
+        t1 = self._decode_ms_scalar(decode_seqs, int(ctx[1]))
+        t2 = self._decode_ms_scalar(decode_seqs, int(ctx[0] + 2 * decode_seqs))
+        if abs((t2 - t1) - (t1 - t0)) <= 1e-9 * max(1.0, abs(t0)):
+            return (t0 + (t1 - t0) * np.arange(steps, dtype=float)) / 1000.0
+        return np.array([self._decode_ms_scalar(decode_seqs, int(c)) for c in ctx]) / 1000.0
+
+
+def as_timer(cost):
+    """Whatever the caller gave (a timer, a cost model) as something with mixed_s/decode_s."""
+    if hasattr(cost, "mixed_s") and hasattr(cost, "decode_s"):
+        return cost
+    return CostModelTimer(cost)
