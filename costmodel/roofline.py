@@ -302,8 +302,18 @@ class CostModel:
         ``decode_context_tokens`` = ``sum_j k_j``. ``sampled_seqs``: sequences that emit a token (decode
         sequences plus prefill chunks that finish their prompt); None means ``decode_seqs`` only.
         ``prefill_context_tokens`` = ``sum_i c_i`` (0 without chunking). No validation, no allocation:
-        meant for inner loops.
+        meant for inner loops. Any argument may instead be a numpy array (broadcast together): the
+        result is then an array of times, element-wise equal to the scalar path.
         """
+        try:
+            return self._totals_scalar(prefill_tokens, prefill_attention_pairs, decode_seqs, decode_context_tokens,
+                                       sampled_seqs, prefill_context_tokens)
+        except ValueError:  # "truth value of an array is ambiguous": array arguments
+            return self._totals_array(prefill_tokens, prefill_attention_pairs, decode_seqs, decode_context_tokens,
+                                      sampled_seqs, prefill_context_tokens)
+
+    def _totals_scalar(self, prefill_tokens, prefill_attention_pairs, decode_seqs, decode_context_tokens,
+                       sampled_seqs, prefill_context_tokens) -> float:
         n = prefill_tokens + decode_seqs
         if n <= 0:
             return 0.0
@@ -332,6 +342,33 @@ class CostModel:
         if self._ar_calls:
             t += self._ar_calls * self._ar_bytes_tok * n * self._inv_ar + self._ar_fixed_s
         return (t + self._overhead_s + self._per_seq_s * s) * 1e3
+
+    def _totals_array(self, prefill_tokens, prefill_attention_pairs, decode_seqs, decode_context_tokens,
+                      sampled_seqs, prefill_context_tokens):
+        import numpy as np
+
+        p, pairs, b, ctx, p_ctx = (np.asarray(x, dtype=float) for x in
+                                   (prefill_tokens, prefill_attention_pairs, decode_seqs, decode_context_tokens,
+                                    prefill_context_tokens))
+        s = b if sampled_seqs is None else np.asarray(sampled_seqs, dtype=float)
+        n = p + b
+        kv = self._kv_g
+        if self._E == 1:
+            w = self._w_dense_bytes + self._w_expert_bytes
+        else:
+            w = self._w_dense_bytes + self._w_expert_bytes * self._E * (1.0 - (1.0 - self._k / self._E) ** n)
+        t = np.maximum(self._lin_flops_tok * n * self._inv_lin_c, (w + self._lin_act_tok * n) * self._inv_lin_m)
+        t = t + np.where(s > 0, np.maximum(self._head_flops_seq * s * self._inv_lin_c,
+                                           (self._head_w_bytes + self._head_seq_bytes * s) * self._inv_lin_m), 0.0)
+        t = t + np.where(p > 0, np.maximum(self._attn_flops_pair * pairs * self._inv_att_c,
+                                           ((self._qo_tok + 2 * kv) * p + kv * p_ctx) * self._inv_att_m), 0.0)
+        t = t + np.where(b > 0, np.maximum(self._attn_flops_pair * (ctx + b) * self._inv_att_c,
+                                           (kv * ctx + (kv + self._qo_tok) * b) * self._inv_att_m), 0.0)
+        t = t + self._elem_tok * n * self._inv_lin_m
+        if self._ar_calls:
+            t = t + self._ar_calls * self._ar_bytes_tok * n * self._inv_ar + self._ar_fixed_s
+        t = t + self._overhead_s + self._per_seq_s * s
+        return np.where(n > 0, t * 1e3, 0.0)
 
     def decode_step_ms(self, batch_size: int, mean_context_tokens: float) -> float:
         """One decode iteration of ``batch_size`` sequences, each with ``mean_context_tokens`` cached."""

@@ -232,3 +232,24 @@ def test_roofline_floor_matches_research_worked_example():
     # (weights over HBM); ours adds the small elementwise/activation traffic and an all-reduce.
     cm = make_cost_model("llama-2-70b", "a100-80g", tp=2, profile=ROOFLINE_ONLY)
     assert 33.6 < cm.decode_step_ms(1, 1024) < 34.5
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4000), st.integers(0, 3000), st.integers(0, 300), st.integers(0, 200000),
+                          st.integers(0, 400)), min_size=2, max_size=20),
+       st.integers(0, len(_models) - 1))
+def test_array_arguments_match_scalar_path(rows, which):
+    import numpy as np
+
+    cm = _models[which]
+    p, c, b, ctx, extra = (np.array(col) for col in zip(*rows))
+    pairs = p * (c + (p + 1) / 2)
+    sampled = b + (p > 0)
+    out = cm.iteration_ms_totals(prefill_tokens=p, prefill_attention_pairs=pairs, decode_seqs=b,
+                                 decode_context_tokens=ctx, sampled_seqs=sampled, prefill_context_tokens=c)
+    assert out.shape == (len(rows),)
+    for i in range(len(rows)):
+        one = cm.iteration_ms_totals(prefill_tokens=int(p[i]), prefill_attention_pairs=float(pairs[i]), decode_seqs=int(b[i]),
+                                     decode_context_tokens=int(ctx[i]), sampled_seqs=int(sampled[i]),
+                                     prefill_context_tokens=int(c[i]))
+        assert out[i] == pytest.approx(one, rel=1e-12, abs=1e-12)

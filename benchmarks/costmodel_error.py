@@ -1,0 +1,177 @@
+"""Accuracy of the roofline cost model on public measurement tables, roofline-only and with each shipped profile.
+
+Tables (costmodel/measurements/SOURCES.md):
+  splitwise            Splitwise's measured medians, Llama-2-70B TP2/4/8 and BLOOM-176B TP8, A100-80GB and H100
+  distserve-distserve  points from DistServe's fitted A100 coefficients (DistServe engine), OPT-13B/66B
+  distserve-vllm       the same for vLLM (used by NO shipped fit: an out-of-sample engine)
+
+Sections:
+  1. per table, GPU and regime: n, MAPE and max |relative error| for roofline-only, public-generic and the
+     GPU's public profile (what default_profile picks when no calibrated profile is shipped);
+  2. the fits' own record: train / held-out (25 %, seed 0) MAPE;
+  3. leave-one-configuration-out: the generic profile refitted without one (table, LLM, GPU, TP)
+     configuration, tested on it -- the error to expect on a configuration no fit has seen;
+  4. the fast scalar path's cost per call (iteration_ms_totals), for simulator budgets.
+
+    python benchmarks/costmodel_error.py [--no-loco]
+
+Writes benchmarks/results/costmodel_error.md and .json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from servopt.costmodel.fit import (
+    build_public_profiles,
+    distserve_points,
+    error_summary,
+    fit_profile,
+    predict_ms,
+    public_points,
+    splitwise_points,
+)
+from servopt.costmodel.profile import ROOFLINE_ONLY, shipped_profile
+from servopt.costmodel.roofline import make_cost_model
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _all_points():
+    return splitwise_points() + distserve_points("distserve") + distserve_points("vllm")
+
+
+def accuracy_rows(points) -> list[dict]:
+    profiles = {"roofline-only": ROOFLINE_ONLY, "public-generic": shipped_profile("public-generic")}
+    per_gpu = {"a100-80g": shipped_profile("public-a100-80g"), "h100-sxm": shipped_profile("public-h100-sxm")}
+    rows = []
+    keys = sorted({(p.table, p.gpu, p.regime) for p in points})
+    for table, gpu, regime in keys:
+        sub = [p for p in points if (p.table, p.gpu, p.regime) == (table, gpu, regime)]
+        y = np.array([p.measured_ms for p in sub])
+        row = {"table": table, "gpu": gpu, "regime": regime, "n": len(sub)}
+        for label, prof in [*profiles.items(), ("public-<gpu>", per_gpu[gpu])]:
+            err = np.abs(predict_ms(prof, sub) / y - 1)
+            row[f"{label} mape"] = float(err.mean())
+            row[f"{label} max"] = float(err.max())
+        rows.append(row)
+    return rows
+
+
+def leave_one_config_out() -> list[dict]:
+    pts = public_points("public-generic.json")
+    configs = sorted({(p.table, p.llm, p.gpu, p.tp) for p in pts})
+    rows = []
+    for cfg in configs:
+        train = [p for p in pts if (p.table, p.llm, p.gpu, p.tp) != cfg]
+        test = [p for p in pts if (p.table, p.llm, p.gpu, p.tp) == cfg]
+        prof = fit_profile(train, name="loco", holdout_fraction=0.0)
+        y = np.array([p.measured_ms for p in test])
+        err = predict_ms(prof, test) / y - 1
+        dec = [e for e, p in zip(err, test) if p.regime == "decode"]
+        pre = [e for e, p in zip(err, test) if p.regime == "prefill"]
+        rows.append({"table": cfg[0], "llm": cfg[1], "gpu": cfg[2], "tp": cfg[3], "n": len(test),
+                     "mape": float(np.mean(np.abs(err))), "max": float(np.max(np.abs(err))),
+                     "prefill mape": float(np.mean(np.abs(pre))) if pre else None,
+                     "decode mape": float(np.mean(np.abs(dec))) if dec else None,
+                     "mean signed": float(np.mean(err))})
+    return rows
+
+
+def fast_path_us(calls: int = 200_000) -> dict:
+    out = {}
+    for llm, gpu, tp in [("llama-3.1-8b", "h100-sxm", 1), ("llama-2-70b", "a100-80g", 4), ("mixtral-8x7b", "h200", 2)]:
+        cm = make_cost_model(llm, gpu, tp=tp)
+        f = cm.iteration_ms_totals
+        t0 = time.perf_counter()
+        for i in range(calls):
+            f(512, 512 * 256.5, 64, 64 * 1000, 65)
+        out[f"{llm}/{gpu}/tp{tp}"] = (time.perf_counter() - t0) / calls * 1e6
+    return out
+
+
+def _pct(x):
+    return "-" if x is None else f"{100 * x:.1f} %"
+
+
+def _md_table(rows: list[dict], cols: list[str]) -> str:
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        cells = []
+        for c in cols:
+            v = r.get(c)
+            cells.append(_pct(v) if ("mape" in c or c.endswith(" max") or c in ("max", "mean signed")) and not isinstance(v, str) else str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--no-loco", action="store_true", help="skip the leave-one-configuration-out refits")
+    args = parser.parse_args(argv)
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=160)
+    points = _all_points()
+    acc = accuracy_rows(points)
+    cols = ["table", "gpu", "regime", "n"] + [f"{p} {m}" for p in ("roofline-only", "public-generic", "public-<gpu>") for m in ("mape", "max")]
+    t = Table(title="1. cost model error on public tables (|predicted/measured - 1|)")
+    for c in cols:
+        t.add_column(c, justify="left" if c in ("table", "gpu", "regime") else "right")
+    for r in acc:
+        t.add_row(*[str(r[c]) if c in ("table", "gpu", "regime", "n") else _pct(r[c]) for c in cols])
+    console.print(t)
+
+    rebuilt = build_public_profiles()
+    fits = []
+    for file_name, prof in rebuilt.items():
+        fit = prof.metadata["fit"]
+        fits.append({"profile": prof.name, "n": fit["n_points"], "train mape": fit["train_mape"],
+                     "held-out mape": fit["held_out_mape"], "held-out max": fit["held_out_max_abs_error"],
+                     "roofline-only mape": fit["roofline_only_mape"],
+                     **{k: getattr(prof, k) for k in prof.parameters()}})
+    t = Table(title="2. shipped public fits (25 % held out, seed 0) and their parameters")
+    fit_cols = ["profile", "n", "train mape", "held-out mape", "held-out max", "roofline-only mape"]
+    param_cols = list(ROOFLINE_ONLY.parameters())
+    for c in fit_cols + param_cols:
+        t.add_column(c.replace("_", " "), justify="left" if c == "profile" else "right")
+    for r in fits:
+        t.add_row(*[str(r[c]) if c in ("profile", "n") else _pct(r[c]) for c in fit_cols], *[f"{r[c]:.4g}" for c in param_cols])
+    console.print(t)
+
+    loco = [] if args.no_loco else leave_one_config_out()
+    if loco:
+        t = Table(title="3. leave-one-configuration-out (generic fit without the row's configuration, tested on it)")
+        lcols = ["table", "llm", "gpu", "tp", "n", "mape", "max", "prefill mape", "decode mape", "mean signed"]
+        for c in lcols:
+            t.add_column(c, justify="left" if c in ("table", "llm", "gpu") else "right")
+        for r in loco:
+            t.add_row(*[str(r[c]) if c in ("table", "llm", "gpu", "tp", "n") else _pct(r[c]) for c in lcols])
+        all_err = float(np.average([r["mape"] for r in loco], weights=[r["n"] for r in loco]))
+        t.add_row("all", "", "", "", str(sum(r["n"] for r in loco)), _pct(all_err), "", "", "", "")
+        console.print(t)
+    speed = fast_path_us()
+    console.print("4. iteration_ms_totals: " + ", ".join(f"{k} {v:.2f} us/call" for k, v in speed.items()))
+
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "costmodel_error.json").write_text(json.dumps(
+        {"accuracy": acc, "fits": fits, "leave_one_config_out": loco, "fast_path_us_per_call": speed}, indent=2) + "\n")
+    md = ["# Cost model error on public tables", "", "Produced by `python benchmarks/costmodel_error.py`.", "",
+          "## 1. Per table, GPU and regime", "", _md_table(acc, cols), "",
+          "## 2. Shipped public fits", "", _md_table(fits, fit_cols), ""]
+    if loco:
+        md += ["## 3. Leave one configuration out (generic fit)", "", _md_table(loco, lcols), "",
+               f"Weighted MAPE over all held-out configurations: {_pct(all_err)}", ""]
+    md += ["## 4. Fast path", "", ", ".join(f"{k}: {v:.2f} us/call" for k, v in speed.items()), ""]
+    (RESULTS / "costmodel_error.md").write_text("\n".join(md))
+    print(f"wrote {RESULTS / 'costmodel_error.md'} and .json")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
