@@ -1,0 +1,179 @@
+"""Front door of kind ``layer_placement``: max-flow layer placement over a heterogeneous GPU cluster (issue 6).
+
+``load`` validates the JSON (schema, then field rules: ids, links, throughputs). ``solve`` runs
+``servopt.solvers.layer_placement_search.solve_layer_placement`` (heuristics, then HiGHS on the
+boundary formulation with threshold covers; ``formulation="helix"`` / ``"helix_capped"`` run
+Helix's own MILP instead) and returns the result JSON: the common fields, the layout
+(``layers``), one maximum flow (``flows``), the routing weights, the bounds, the baselines and,
+where the instance carries Helix's published layout, the time at which it was matched.
+``check`` is the independent checker ``servopt.analysis.layer_check``.
+
+API::
+
+    from servopt.kinds import layer_placement as lpk
+    inst = lpk.load(json.load(open("instances/data/example_layer_placement.json")))
+    result = lpk.solve(inst, time_limit_s=60, options={})
+    assert lpk.check(inst, result) == []
+"""
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+from servopt import jsonio
+from servopt.errors import InputError
+from servopt.instances import layer_placement as lpi
+
+KIND = "layer_placement"
+EXAMPLE = "example_layer_placement.json"
+SHIPPED = (
+    "example_layer_placement.json",
+    "helix_cluster24_llama2_70b.json",
+    "helix_a100x4_llama1_30b.json",
+    "helix_l4x8_llama1_30b.json",
+    "helix_t4x12_llama1_30b.json",
+)
+
+
+def load(data: dict) -> lpi.LayerPlacementInstance:
+    jsonio.validate(data, KIND)
+    return lpi.instance_from_dict(data)
+
+
+def reference_objective(instance: lpi.LayerPlacementInstance) -> float | None:
+    value = (instance.reference or {}).get("helix_milp_objective")
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def solve(instance: lpi.LayerPlacementInstance, *, time_limit_s: float, options: dict | None = None) -> dict:
+    from servopt.models.layer_placement import FORMULATIONS
+    from servopt.solvers.highs import relative_gap
+    from servopt.solvers.layer_placement_search import solve_layer_placement
+    from servopt.solvers.maxflow import evaluate_layout
+
+    options = options or {}
+    formulation = options.get("formulation") or "boundary"
+    if formulation not in FORMULATIONS:
+        raise InputError("--formulation", f"unknown formulation '{formulation}' (known: {', '.join(FORMULATIONS)})")
+    rel_gap = options.get("rel_gap")
+    rel_gap = 1e-6 if rel_gap is None else float(rel_gap)
+    if options.get("export"):
+        _export(instance, formulation, options["export"])
+    starts = {}
+    ref_layout = (instance.reference or {}).get("helix_layout")
+    if options.get("start_from_reference") and isinstance(ref_layout, dict):
+        starts["helix_reference"] = lpi.layout_from_dict(instance, ref_layout, "reference.helix_layout")
+    outcome = solve_layer_placement(instance, time_limit_s=time_limit_s, rel_gap=rel_gap, formulation=formulation,
+                                    starts=starts)
+    ev = evaluate_layout(instance, outcome.layout)
+    ref = reference_objective(instance)
+    matched = None
+    if ref is not None:
+        hits = [row["t_s"] for row in outcome.trace if row["objective"] >= ref * (1 - 1e-9)]
+        matched = min(hits) if hits else None
+    baselines = dict(outcome.baselines)
+    if ref is not None:
+        baselines["helix_published"] = {"objective": ref}
+    result = {
+        "kind": KIND,
+        "status": outcome.status,
+        "objective": ev.value,
+        "bound": outcome.bound,
+        "gap": relative_gap(ev.value, outcome.bound, "max"),
+        "solve_seconds": round(outcome.seconds, 4),
+        "solver": "highs",
+        "formulation": formulation,
+        "method": outcome.method,
+        "proof": outcome.proof,
+        "time_to_first_layout_s": round(outcome.first_layout_s, 4),
+        "reference_objective": ref,
+        "time_to_reference_s": matched,
+        "num_layers": instance.num_layers,
+        "layers": outcome.layout.to_dict(),
+        "flows": [{"from": u, "to": v, "tokens_per_s": f} for u, v, f in ev.flows],
+        "routing_weights": ev.routing_weights,
+        "bounds": outcome.bounds,
+        "baselines": baselines,
+        "trace": outcome.trace,
+        "milp_calls": outcome.milp_calls,
+    }
+    return result
+
+
+def _export(instance, formulation, path):
+    from servopt.models import layer_placement as lp
+    from servopt.solvers.highs import write_model
+    from servopt.solvers.layer_placement_search import saturation_upper_bound
+
+    model = lp.build(instance, formulation=formulation, upper_bound=saturation_upper_bound(instance))
+    write_model(model, path)
+
+
+def check(instance: lpi.LayerPlacementInstance, result: dict) -> list[str]:
+    from servopt.analysis.layer_check import check as layer_check
+
+    return layer_check(instance, result)
+
+
+# ---- presentation ---------------------------------------------------------------------------------
+
+
+def render(result: dict, console) -> None:
+    from rich.table import Table
+
+    def num(x, fmt="{:,.2f}"):
+        return "-" if x is None else fmt.format(x)
+
+    gap = result.get("gap")
+    console.print(
+        f"layer_placement: status {result.get('status')}, throughput {num(result.get('objective'))} tokens/s, "
+        f"bound {num(result.get('bound'))}, gap {'-' if gap is None else f'{100 * gap:.4g}%'}, "
+        f"{result.get('solve_seconds')} s (first layout {result.get('time_to_first_layout_s')} s; method {result.get('method')})"
+    )
+    if result.get("proof"):
+        console.print(f"proof: {result['proof']}")
+    ref = result.get("reference_objective")
+    if ref is not None:
+        t = result.get("time_to_reference_s")
+        console.print(f"Helix published: {ref:,.2f} tokens/s; matched at {'-' if t is None else f'{t} s'}; "
+                      f"ours / Helix = {result['objective'] / ref:.4f}")
+    inflow: dict[str, float] = {}
+    for arc in result.get("flows", []):
+        inflow[arc["to"]] = inflow.get(arc["to"], 0.0) + arc["tokens_per_s"]
+    table = Table(title="layout (sorted by first layer)")
+    for col in ("node", "layers", "count", "flow tok/s", "next hops (weight)"):
+        table.add_column(col, justify="right" if col in ("count", "flow tok/s") else "left")
+    weights = result.get("routing_weights", {})
+    rows = sorted(result.get("layers", {}).items(), key=lambda kv: (kv[1][0], kv[1][1], kv[0]))
+    for nid, (s, e) in rows:
+        hops = ", ".join(f"{v} ({w:.2f})" for v, w in sorted(weights.get(nid, {}).items()))
+        table.add_row(nid, f"[{s}, {e})", str(e - s), num(inflow.get(nid, 0.0)), hops or "-")
+    console.print(table)
+    bl = Table(title="bounds and baselines (tokens/s)")
+    bl.add_column("what")
+    bl.add_column("tokens/s", justify="right")
+    for name, value in (result.get("bounds") or {}).items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            bl.add_row(name, num(value))
+    for name, row in (result.get("baselines") or {}).items():
+        bl.add_row(f"baseline: {name}", num(row.get("objective")))
+    console.print(bl)
+
+
+def _shipped(name: str) -> dict:
+    ref = resources.files("servopt.instances").joinpath("data", name)
+    return json.loads(ref.read_text(encoding="utf-8"))
+
+
+def demo(*, time_limit_s: float) -> list[dict]:
+    inst = load(_shipped(EXAMPLE))
+    result = solve(inst, time_limit_s=time_limit_s, options={})
+    rows = [{"instance": inst.name or EXAMPLE, "method": f"boundary MILP + threshold covers ({result['method']})",
+             "objective": result["objective"], "bound": result["bound"], "gap": result["gap"],
+             "status": result["status"], "seconds": result["solve_seconds"]}]
+    for name, row in result["baselines"].items():
+        if row.get("objective") is not None:
+            rows.append({"instance": inst.name or EXAMPLE, "method": f"baseline: {name}", "objective": row["objective"],
+                         "bound": None, "gap": None, "status": "-",
+                         "ratio": row["objective"] / result["objective"] if result["objective"] else None})
+    return rows

@@ -1,0 +1,452 @@
+"""Layer placement: bounds, baseline layouts, the constructive heuristic and the HiGHS search.
+
+Bounds (valid for every layout, any links, exact-abutment semantics):
+
+* ``compute_upper_bound`` — Helix's "max compute throughput" Σ_i max_k k·T_i(k) / L (Helix §4.3;
+  2803.86 on cluster24, as printed in Helix's README).
+* ``saturation_upper_bound`` — the largest F with Σ_i max_k k·min(T_i(k), F) >= L·F
+  (research/placement-anchors.md §1.7): every source-sink path crosses each of the L layers exactly
+  once, so the flow over the nodes covering any layer is F; a node carries at most min(T_i(k), F).
+  Also capped by the total capacity of the source links and of the sink links.
+
+Baselines (each evaluated by the exact max flow, ``solvers.maxflow``):
+
+* ``petals`` — Petals (Borzunov et al., ACL 2023 demo / NeurIPS 2023, "Distributed inference and
+  fine-tuning of LLMs over the internet", §3.2: a joining server holds as many blocks as its memory
+  allows and takes the span where the swarm's throughput is lowest). Nodes join in descending order of
+  T_i(K_i); each holds K_i layers at the start minimising (min, sum) of the throughput already there.
+* ``swarm`` — SWARM parallelism (Ryabinin et al., ICML 2023, §3.2): equal pipeline stages of
+  min_i K_i layers; each node (descending T_i(len)) joins the stage with the lowest total throughput.
+* ``separate_pipelines`` — Helix's "SP" baseline (Helix §6.1): homogeneous pipelines, one GPU type
+  each; type τ forms floor(N_τ / ceil(L / K_τ)) pipelines, nodes spread evenly, layers split evenly.
+* ``uniform_partition`` — one pipeline through all nodes with the layers split as evenly as the K_i
+  allow (the GPipe/Megatron default of equal stages).
+* ``single_chain`` — ours: the best single pipeline. For a target F each node can hold
+  k_i(F) = max{k : T_i(k) >= F} layers alone; F is feasible iff Σ_i k_i(F) >= L. The best F is found
+  by bisection over the sorted T values; lengths are trimmed to sum to exactly L.
+
+Search (``solve_layer_placement``), the formulation choices that made the difference:
+
+1. The boundary formulation (``models.layer_placement``): nodes aggregated into classes, no big-M,
+   coefficients capped at the saturation bound U, so the LP bound is U instead of Helix's 50–60x.
+2. Threshold covers: to look for a layout with F >= F_t, every layer's cover must satisfy
+   Σ_covering min(T, F) >= F; with a = min(T / F_t, 1) the subadditive weight
+   phi_r(a) = min(r, 1 + floor((r-1)a)) gives Σ_covering phi_r(a)·n >= r, valid for every F >= F_t
+   (r = 2: one node that carries F alone, or at least two). These cuts make "no layout beats F_t"
+   an LP-infeasibility proof on Helix's instances.
+3. Iterated cutoff: incumbent v from the heuristics; solve the threshold model at F_t = v·(1+δ)
+   (stop at the first improving solution); a solution raises v (its exact max flow is evaluated on the
+   real links), infeasibility proves v optimal within δ, a time limit leaves the bound max(F_t, MILP bound).
+   When the incumbent cannot be raised, bisection on F_t between v and the bound tightens the bound.
+4. Links that can bind (or missing links): the boundary model is a relaxation; its layouts are
+   evaluated exactly and, with time left, improved by Helix's formulation with capped coefficients,
+   warm-started from the incumbent.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+from servopt.instances.layer_placement import SINK, SOURCE, LayerPlacementInstance, Layout, layout_violations
+from servopt.solvers.maxflow import evaluate_layout
+
+REL_TOL = 1e-9
+
+
+# --------------------------------------------------------------------------------------------
+# bounds
+
+
+def compute_upper_bound(instance: LayerPlacementInstance) -> float:
+    L = instance.num_layers
+    return sum(max(k * t for k, t in enumerate(n.throughput_tokens_per_s, 1)) for n in instance.nodes) / L
+
+
+def _link_cap_bound(instance: LayerPlacementInstance) -> float:
+    out = sum(l.tokens_per_s for l in instance.links if l.src == SOURCE)
+    into = sum(l.tokens_per_s for l in instance.links if l.dst == SINK)
+    return min(out, into)
+
+
+def saturation_upper_bound(instance: LayerPlacementInstance) -> float:
+    L = instance.num_layers
+    tables = [n.throughput_tokens_per_s for n in instance.nodes]
+
+    def layer_capacity(F: float) -> float:
+        return sum(max(k * min(t, F) for k, t in enumerate(T, 1)) for T in tables)
+
+    def feasible(F: float) -> bool:
+        # round-off slack on the safe side: a bound a hair too high is still a bound
+        return layer_capacity(F) >= L * F * (1 - 1e-12)
+
+    lo, hi = 0.0, compute_upper_bound(instance)
+    if feasible(hi):
+        return min(hi, _link_cap_bound(instance))
+    # layer_capacity(F)/F is non-increasing in F, so the feasible F form an interval [0, F*].
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if feasible(mid):
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo <= 1e-13 * max(hi, 1.0):
+            break
+    return min(hi, _link_cap_bound(instance))
+
+
+# --------------------------------------------------------------------------------------------
+# baselines and the constructive heuristic
+
+
+def _split_even(total: int, parts: int) -> list[int]:
+    base, extra = divmod(total, parts)
+    return [base + (1 if j < extra else 0) for j in range(parts)]
+
+
+def _park(instance: LayerPlacementInstance) -> tuple[int, int]:
+    """Where an unused node goes: one layer at the end (never a source arc)."""
+    return (instance.num_layers - 1, instance.num_layers)
+
+
+def petals_layout(instance: LayerPlacementInstance) -> Layout:
+    L = instance.num_layers
+    have = [0.0] * L
+    ranges = {}
+    order = sorted(instance.nodes, key=lambda n: (-n.throughput(n.max_layers), n.id))
+    for n in order:
+        k = min(n.max_layers, L)
+        best = None
+        for s in range(0, L - k + 1):
+            span = have[s:s + k]
+            key = (min(span), sum(span), s)
+            if best is None or key < best[0]:
+                best = (key, s)
+        s = best[1]
+        ranges[n.id] = (s, s + k)
+        for layer in range(s, s + k):
+            have[layer] += n.throughput(k)
+    return Layout(ranges)
+
+
+def swarm_layout(instance: LayerPlacementInstance) -> Layout:
+    L = instance.num_layers
+    length = min(min(n.max_layers for n in instance.nodes), L)
+    bounds = [(s, min(s + length, L)) for s in range(0, L, length)]
+    total = [0.0] * len(bounds)
+    ranges = {}
+    order = sorted(instance.nodes, key=lambda n: (-n.throughput(length), n.id))
+    for n in order:
+        j = min(range(len(bounds)), key=lambda j: (total[j], j))
+        s, e = bounds[j]
+        ranges[n.id] = (s, e)
+        total[j] += n.throughput(e - s)
+    return Layout(ranges)
+
+
+def separate_pipelines_layout(instance: LayerPlacementInstance) -> Layout:
+    L = instance.num_layers
+    by_type: dict[str, list] = {}
+    for n in instance.nodes:
+        by_type.setdefault(n.type, []).append(n)
+    ranges = {}
+    leftovers = []
+    for nodes in by_type.values():
+        k_max = min(n.max_layers for n in nodes)
+        need = math.ceil(L / k_max)
+        pipelines = len(nodes) // need
+        if pipelines == 0:
+            leftovers.extend(nodes)
+            continue
+        sizes = _split_even(len(nodes), pipelines)
+        it = iter(nodes)
+        for size in sizes:
+            members = [next(it) for _ in range(size)]
+            s = 0
+            for n, k in zip(members, _split_even(L, size)):
+                ranges[n.id] = (s, s + k)
+                s += k
+    # Helix's "SP+": nodes of types too few for a pipeline of their own form mixed pipelines,
+    # largest K first, layers split in proportion to K.
+    leftovers.sort(key=lambda n: (-n.max_layers, n.id))
+    while leftovers and sum(n.max_layers for n in leftovers) >= L:
+        members, held = [], 0
+        while held < L:
+            members.append(leftovers.pop(0))
+            held += members[-1].max_layers
+        lengths = [n.max_layers for n in members]
+        excess = held - L
+        j = 0
+        while excess > 0:  # trim the longest first, keep every member >= 1 layer
+            j = max(range(len(lengths)), key=lambda i: lengths[i])
+            lengths[j] -= 1
+            excess -= 1
+        s = 0
+        for n, k in zip(members, lengths):
+            ranges[n.id] = (s, s + k)
+            s += k
+    for n in leftovers:
+        ranges[n.id] = _park(instance)
+    return Layout(ranges)
+
+
+def uniform_partition_layout(instance: LayerPlacementInstance) -> Layout:
+    L = instance.num_layers
+    nodes = list(instance.nodes)
+    caps = [n.max_layers for n in nodes]
+    if sum(caps) < L:  # one pipeline cannot hold the model: give every node all it can hold
+        lengths = caps
+    else:
+        lengths = [0] * len(nodes)
+        left = L
+        # water-filling: equal shares, capped by K_i
+        active = list(range(len(nodes)))
+        while left > 0 and active:
+            share = max(1, left // len(active))
+            nxt = []
+            for i in active:
+                take = min(share, caps[i] - lengths[i], left)
+                lengths[i] += take
+                left -= take
+                if lengths[i] < caps[i]:
+                    nxt.append(i)
+            active = nxt
+    ranges = {}
+    s = 0
+    for n, k in zip(nodes, lengths):
+        if k == 0 or s >= L:
+            ranges[n.id] = _park(instance)
+            continue
+        k = min(k, L - s)
+        ranges[n.id] = (s, s + k)
+        s += k
+    return Layout(ranges)
+
+
+def _chain_lengths(instance: LayerPlacementInstance, F: float) -> list[tuple[str, int]] | None:
+    """Per node the lengths k with T(k) >= F; a chain exists iff some choice sums to exactly L."""
+    L = instance.num_layers
+    options = []
+    for n in instance.nodes:
+        ks = [k for k, t in enumerate(n.throughput_tokens_per_s, 1) if t >= F]
+        options.append((n.id, ks))
+    if sum(max(ks) for _, ks in options if ks) < L:
+        return None
+    # subset-sum over nodes with a choice of length (or unused): reachable sums as a bitset
+    mask_all = (1 << (L + 1)) - 1
+    reach = [1]
+    for _, ks in options:
+        prev = reach[-1]
+        cur = prev
+        for k in ks:
+            cur |= (prev << k) & mask_all
+        reach.append(cur)
+    if not (reach[-1] >> L) & 1:
+        return None
+    chosen = []
+    target = L
+    for idx in range(len(options) - 1, -1, -1):
+        nid, ks = options[idx]
+        prev = reach[idx]
+        if (prev >> target) & 1:
+            continue  # node idx not needed
+        for k in ks:
+            if target - k >= 0 and (prev >> (target - k)) & 1:
+                chosen.append((nid, k))
+                target -= k
+                break
+    chosen.reverse()
+    return chosen
+
+
+def single_chain_layout(instance: LayerPlacementInstance) -> Layout | None:
+    """The best single pipeline (ours; see the module docstring)."""
+    values = sorted({t for n in instance.nodes for t in n.throughput_tokens_per_s})
+    lo, hi, best = 0, len(values) - 1, None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        chain = _chain_lengths(instance, values[mid])
+        if chain is not None:
+            best, lo = chain, mid + 1
+        else:
+            hi = mid - 1
+    if best is None:
+        return None
+    # order the chain: nodes with a source link first, with a sink link last (links are checked
+    # by the exact evaluation; this is only a good default ordering)
+    src = {l.dst for l in instance.links if l.src == SOURCE}
+    snk = {l.src for l in instance.links if l.dst == SINK}
+    best.sort(key=lambda item: (item[0] not in src, item[0] in snk))
+    ranges, s = {}, 0
+    for nid, k in best:
+        ranges[nid] = (s, s + k)
+        s += k
+    used = set(ranges)
+    for n in instance.nodes:
+        if n.id not in used:
+            ranges[n.id] = _park(instance)
+    return Layout(ranges)
+
+
+BASELINES = {
+    "petals": petals_layout,
+    "swarm": swarm_layout,
+    "separate_pipelines": separate_pipelines_layout,
+    "uniform_partition": uniform_partition_layout,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# the search
+
+
+@dataclass
+class SearchOutcome:
+    layout: Layout
+    value: float
+    bound: float
+    status: str  # optimal | feasible | time_limit
+    method: str
+    seconds: float
+    first_layout_s: float
+    proof: str
+    bounds: dict = field(default_factory=dict)
+    baselines: dict = field(default_factory=dict)
+    trace: list = field(default_factory=list)  # [{"t_s", "event", "objective", "bound"}]
+    milp_calls: list = field(default_factory=list)
+
+
+def solve_layer_placement(instance: LayerPlacementInstance, *, time_limit_s: float = 60.0, rel_gap: float = 1e-6,
+                          formulation: str = "boundary", cover_orders: tuple[int, ...] = (2, 3, 4),
+                          threads: int = 1, seed: int = 0, starts: dict | None = None) -> SearchOutcome:
+    """Best layout within ``time_limit_s``: heuristics, then HiGHS on the chosen formulation."""
+    from servopt.models import layer_placement as lp
+
+    t0 = time.perf_counter()
+
+    def elapsed() -> float:
+        return time.perf_counter() - t0
+
+    trace: list = []
+    compute_ub = compute_upper_bound(instance)
+    upper = saturation_upper_bound(instance)
+    bounds = {"compute_upper_bound": compute_ub, "saturation_upper_bound": upper}
+    exact = lp.boundary_is_exact(instance)
+    bounds["boundary_formulation_exact"] = exact
+
+    best_layout, best_value, best_method = None, -1.0, ""
+
+    def offer(layout: Layout | None, method: str) -> float | None:
+        nonlocal best_layout, best_value, best_method
+        if layout is None or layout_violations(instance, layout):
+            return None
+        value = evaluate_layout(instance, layout).value
+        if value > best_value * (1 + REL_TOL) or best_layout is None:
+            best_layout, best_value, best_method = layout, value, method
+            trace.append({"t_s": round(elapsed(), 4), "event": method, "objective": value, "bound": upper})
+        return value
+
+    baselines = {}
+    for name, fn in BASELINES.items():
+        baselines[name] = {"objective": offer(fn(instance), name)}
+    offer(single_chain_layout(instance), "single_chain")
+    for name, layout in (starts or {}).items():
+        value = offer(layout, name)
+        baselines.setdefault(name, {"objective": value})
+    first_layout_s = elapsed()
+
+    status, proof, milp_calls = "feasible", "", []
+    if best_value >= upper * (1 - rel_gap):
+        return _outcome(best_layout, best_value, upper, "optimal", best_method, elapsed(), first_layout_s,
+                        "incumbent meets the saturation upper bound", bounds, baselines, trace, milp_calls)
+
+    if formulation in ("helix", "helix_capped"):
+        layout, value, bnd, st = _helix_search(instance, best_layout, time_limit_s - elapsed(), rel_gap,
+                                               formulation, upper, threads, seed, milp_calls)
+        if layout is not None:
+            offer(layout, formulation)
+        upper = min(upper, bnd) if bnd is not None else upper
+        final_status = "optimal" if best_value >= upper * (1 - rel_gap) else ("time_limit" if st == "time_limit" else "feasible")
+        return _outcome(best_layout, best_value, upper, final_status, best_method, elapsed(), first_layout_s,
+                        f"{formulation} MILP bound" if final_status == "optimal" else "", bounds, baselines, trace, milp_calls)
+
+    # iterated cutoff with threshold covers on the boundary formulation
+    ran_out = False
+    while best_value < upper * (1 - rel_gap):
+        left = time_limit_s - elapsed()
+        if left <= 0.5:
+            ran_out = True
+            break
+        target = best_value * (1 + REL_TOL) if best_value > 0 else upper * 1e-6
+        model = lp.build(instance, formulation="boundary", upper_bound=upper, threshold=target, cover_orders=cover_orders)
+        res = _highs(model, left, rel_gap, threads, seed, improving=1)
+        milp_calls.append({"threshold": target, "status": res.status, "objective": res.objective,
+                           "bound": res.bound, "seconds": round(res.wall_seconds, 3)})
+        if res.status == "infeasible":
+            upper = min(upper, target)
+            trace.append({"t_s": round(elapsed(), 4), "event": "threshold infeasible", "objective": best_value, "bound": upper})
+            if not exact:
+                break
+            proof = f"no layout reaches {target:.9g}: threshold-cover model infeasible (HiGHS)"
+            break
+        if res.has_solution:
+            layout = lp.extract(model, instance)
+            value = offer(layout, "boundary+threshold")
+            if value is None or value <= target * (1 - 1e-9):
+                # relaxation's layout is worse on the real links: keep the bound side only
+                if res.bound is not None:
+                    upper = min(upper, max(res.bound, target))
+                break
+            continue
+        if res.bound is not None:
+            upper = min(upper, max(res.bound, target))
+        ran_out = True
+        break
+
+    if not exact and best_value < upper * (1 - rel_gap) and time_limit_s - elapsed() > 1.0:
+        layout, value, bnd, st = _helix_search(instance, best_layout, time_limit_s - elapsed(), rel_gap,
+                                               "helix_capped", upper, threads, seed, milp_calls)
+        if layout is not None:
+            offer(layout, "helix_capped")
+        if bnd is not None:
+            upper = min(upper, bnd)
+    if best_value >= upper * (1 - rel_gap):
+        status = "optimal"
+        proof = proof or "incumbent meets the proven bound"
+    else:
+        status = "time_limit" if ran_out or elapsed() >= time_limit_s - 1.0 else "feasible"
+    return _outcome(best_layout, best_value, upper, status, best_method, elapsed(), first_layout_s, proof, bounds,
+                    baselines, trace, milp_calls)
+
+
+def _outcome(layout, value, upper, status, method, seconds, first_layout_s, proof, bounds, baselines, trace, calls):
+    bound = max(upper, value)
+    return SearchOutcome(layout, value, bound, status, method, seconds, first_layout_s, proof, bounds, baselines,
+                         trace, calls)
+
+
+def _highs(model, time_limit_s, rel_gap, threads, seed, improving=None, warm_start=None):
+    from servopt.solvers.highs import solve
+
+    options = {}
+    if improving:
+        options["mip_max_improving_sols"] = int(improving)
+    return solve(model, time_limit_s=max(time_limit_s, 0.1), rel_gap=rel_gap, threads=threads, seed=seed,
+                 options=options, warm_start=warm_start)
+
+
+def _helix_search(instance, start_layout, time_left, rel_gap, formulation, upper, threads, seed, calls):
+    from servopt.models import layer_placement as lp
+
+    if time_left <= 0.5:
+        return None, None, None, "time_limit"
+    model = lp.build(instance, formulation=formulation, upper_bound=upper)
+    warm = None
+    if start_layout is not None:
+        ev = evaluate_layout(instance, start_layout)
+        warm = lp.helix_start(model, instance, start_layout, ev.flows)
+    res = _highs(model, time_left, rel_gap, threads, seed, warm_start=warm)
+    calls.append({"formulation": formulation, "status": res.status, "objective": res.objective, "bound": res.bound,
+                  "seconds": round(res.wall_seconds, 3)})
+    layout = lp.extract(model, instance) if res.has_solution else None
+    return layout, res.objective, res.bound, res.status
