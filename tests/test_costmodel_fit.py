@@ -139,3 +139,24 @@ def test_measured_point_validation():
         MeasuredPoint("llama-2-7b", "a100", 1, 1.0)
     p = MeasuredPoint("llama-2-7b", "a100", 1, 1.0, prefill=(100,), decode=(5, (3, 7)))
     assert p.prefill == ((100, 0),) and p.decode == ((1, 5), (3, 7)) and p.regime == "mixed"
+
+
+def test_prior_pulls_the_fit_toward_another_profile():
+    pts = _synthetic_points(KNOWN)
+    prior = KNOWN.with_parameters(name="prior", linear_memory_eff=0.4, per_sequence_ms=0.5)
+    free = fit_profile(pts, name="free", holdout_fraction=0.0)
+    pulled = fit_profile(pts, name="pulled", holdout_fraction=0.0, prior=prior, prior_weight=1e3)
+    assert pulled.linear_memory_eff == pytest.approx(0.4, rel=0.02)
+    assert abs(free.linear_memory_eff - KNOWN.linear_memory_eff) < 0.01
+    assert pulled.metadata["fit"]["train_mape"] > free.metadata["fit"]["train_mape"]
+    with pytest.raises(InputError, match="prior_weight"):
+        fit_profile(pts, name="x", prior_weight=1.0)
+
+
+def test_public_per_gpu_profiles_keep_gpu_ordering():
+    # pooled per-GPU fits must not invert the datasheet ordering: an H100 decodes and prefills faster than an A100
+    h = make_cost_model("llama-3.1-8b", "h100-sxm")
+    a = make_cost_model("llama-3.1-8b", "a100-80g")
+    assert h.profile.name == "public-h100-sxm" or not h.profile.name.startswith("public-")
+    assert h.decode_step_ms(32, 1024) < a.decode_step_ms(32, 1024)
+    assert h.prefill_ms(2048) < a.prefill_ms(2048)
