@@ -207,10 +207,10 @@ def simulate(requests, cost, config: SimConfig, *, progress=None) -> SimResult:
             if req.arrival < last_arrival[0]:
                 raise InputError(f"requests[{i}].arrival", f"trace is not sorted by arrival ({req.arrival} after {last_arrival[0]})")
             last_arrival[0] = req.arrival
-            need = -(-(req.prompt + req.output) // bs)
-            if need > fit_blocks:
+            peak = req.prompt + req.output - 1  # the last output token's KV is never written
+            if -(-peak // bs) > fit_blocks:
                 if config.unservable == "error":
-                    raise InputError(f"requests[{i}]", f"request '{req.rid}' needs {req.prompt + req.output} KV tokens, more than an empty replica holds ({fit_blocks * bs}); raise --kv-tokens or drop it")
+                    raise InputError(f"requests[{i}]", f"request '{req.rid}' needs {peak} KV tokens, more than an empty replica holds ({fit_blocks * bs}); raise --kv-tokens or drop it")
                 unserved.append(req.rid)
                 continue
             push(req.arrival, ARRIVAL, req)

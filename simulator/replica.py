@@ -6,7 +6,8 @@ not in the batch: FastServe, SRPT, WAIT), SWAPPED (KV in host memory). Token acc
 vLLM and Vidur: the iteration that completes a prompt emits the first output token (TTFT), each
 decode iteration one more; after ``g`` output tokens the KV holds ``prompt + g - 1`` tokens.
 Preemption by recompute (vLLM's default) frees the KV and later re-prefills ``prompt + g`` tokens,
-which emits token ``g + 1``; by swap it copies the KV to host memory over PCIe and back, each copy
+which emits token ``g + 1``; by restart (the round model of Jaillet et al. and Ao et al.) it loses
+its output too and starts over; by swap it copies the KV to host memory over PCIe and back, each copy
 stalling the replica for ``tokens * kv_bytes_per_token / pcie_bandwidth`` (vLLM V0 swap mode).
 
 The decode set is kept as numpy arrays so that a stretch of decode-only iterations with an unchanged
@@ -319,15 +320,11 @@ class Replica:
             self.paused.remove(req)
         req.state = PAUSED
 
-    def _private_blocks_of_resident(self, req: Req) -> int:
-        if req.state == PREFILL:
-            return req.priv_blocks
-        return self.blocks_for(req.kv_tokens - req.shared_tokens)
-
     def preempt(self, req: Req, mode: str = "recompute") -> None:
-        """Evict a resident request: recompute (KV dropped, re-prefilled later) or swap to host."""
-        priv = self._private_blocks_of_resident(req)
-        self.remove_running(req)
+        """Evict a resident request: recompute (KV dropped, re-prefilled later), restart, or swap to host."""
+        was_prefill = req.state == PREFILL
+        self.remove_running(req)  # syncs the output count; its blocks are now in other_blocks
+        priv = req.priv_blocks if was_prefill else self.blocks_for(req.kv_tokens - req.shared_tokens)
         self.other_blocks -= priv
         req.preemptions += 1
         self.preemptions += 1
@@ -340,6 +337,8 @@ class Replica:
             self.swapped.append(req)
             return
         self._release(req)
+        if mode == "restart":  # the round model's preemption: all output is lost and redone
+            req.generated = 0
         req.target = req.prompt + req.generated
         req.done_prefill = 0
         req.state = WAITING

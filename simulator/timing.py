@@ -24,7 +24,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class UnitTimer:
-    """Every iteration takes ``unit_s``; prefill is free when ``prefill_cost`` is False.
+    """Every iteration takes ``unit_s``; prefill-only iterations take 0 when ``prefill_cost`` is False.
 
     This is the round-based model of Jaillet et al. (arXiv 2502.07115, §1.2 of
     research/scheduling-anchors.md): one batch per round, every batch one time unit.
@@ -34,6 +34,8 @@ class UnitTimer:
     prefill_cost: bool = False
 
     def mixed_s(self, chunks, decode_seqs, decode_context_tokens) -> float:
+        if not decode_seqs and not self.prefill_cost:
+            return 0.0  # a prefill-only iteration is free: the prompt is "already there"
         return self.unit_s
 
     def decode_s(self, decode_seqs, first_context_tokens, steps) -> np.ndarray:
