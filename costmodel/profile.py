@@ -32,7 +32,8 @@ with the batch by far more than the extra KV reads would allow.
 
 ``gpus`` lists the catalog GPU names a profile applies to (empty: any GPU). Profiles are JSON files
 in ``costmodel/profiles/`` (or anywhere, by path) with exactly these fields plus ``name``,
-``source`` and ``metadata`` (free-form: fit data, errors, date).
+``source`` and ``metadata`` (free-form: fit data, errors, date). A ``servopt profile`` measurement
+file (top-level ``runs``) is accepted too: its ``fit`` object is the profile.
 
 Which profile a GPU gets by default (:func:`default_profile`): a calibrated profile measured on
 that GPU (any shipped file whose name does not start with ``public-`` and whose ``gpus`` contains
@@ -113,8 +114,17 @@ ROOFLINE_ONLY = Profile(name="roofline-only", source="datasheet peaks, no effici
 
 
 def profile_from_dict(data: dict, where: str = "profile") -> Profile:
+    """A Profile from its JSON object, or from a ``servopt profile`` measurement file holding one under
+    ``"fit"`` (whose top-level ``"gpu"`` fills in ``gpus`` when the fit names none)."""
     if not isinstance(data, dict):
         raise InputError(where, "a profile must be a JSON object")
+    if "runs" in data:
+        if not isinstance(data.get("fit"), dict):
+            raise InputError(f"{where}.fit", "a measurement file without a fitted profile (run the fit first)")
+        fitted = dict(data["fit"])
+        if not fitted.get("gpus") and isinstance(data.get("gpu"), str):
+            fitted["gpus"] = [data["gpu"]]
+        return profile_from_dict(fitted, where=f"{where}.fit")
     known = set(PARAMETER_FIELDS) | {"name", "gpus", "source", "metadata"}
     unknown = sorted(set(data) - known)
     if unknown:
@@ -156,8 +166,12 @@ def shipped_profiles() -> tuple[tuple[str, Profile], ...]:
     out = []
     folder = resources.files("servopt.costmodel").joinpath("profiles")
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".json"):
-            out.append((entry.name, profile_from_dict(json.loads(entry.read_text(encoding="utf-8")), where=entry.name)))
+        if not entry.name.endswith(".json"):
+            continue
+        data = json.loads(entry.read_text(encoding="utf-8"))
+        if isinstance(data, dict) and "runs" in data and "fit" not in data:
+            continue  # raw measurements shipped for reference, no profile in them
+        out.append((entry.name, profile_from_dict(data, where=entry.name)))
     return tuple(out)
 
 

@@ -160,3 +160,15 @@ def test_public_per_gpu_profiles_keep_gpu_ordering():
     assert h.profile.name == "public-h100-sxm" or not h.profile.name.startswith("public-")
     assert h.decode_step_ms(32, 1024) < a.decode_step_ms(32, 1024)
     assert h.prefill_ms(2048) < a.prefill_ms(2048)
+
+
+def test_measurement_file_with_fit_loads_as_profile(tmp_path):
+    fitted = KNOWN.to_dict()
+    fitted["gpus"] = []
+    path = tmp_path / "h100-measured.json"
+    path.write_text(json.dumps({"format": 1, "gpu": "h100-sxm", "runs": [], "fit": fitted}))
+    prof = load_profile(path)
+    assert prof.parameters() == KNOWN.parameters() and prof.gpus == ("h100-sxm",)
+    path.write_text(json.dumps({"format": 1, "gpu": "h100-sxm", "runs": []}))
+    with pytest.raises(InputError, match="without a fitted profile"):
+        load_profile(path)
