@@ -75,7 +75,7 @@ class SimResult:
     makespan_s: float
     config: dict
     unserved: list
-    iteration_log: dict | None = None
+    iteration_log: object = None  # pandas DataFrame when SimConfig.log_iterations
     cache: dict | None = None
 
     def to_dataframe(self):
@@ -270,7 +270,11 @@ def simulate(requests, cost, config: SimConfig, *, progress=None) -> SimResult:
         })
     log = None
     if config.log_iterations:
-        log = {rep.index: rep.log for rep in reps}
+        import pandas as pd
+
+        cols_log = ["start_s", "end_s", "iterations", "prefill_tokens", "decode_tokens", "kv_blocks_used", "decode_seqs", "prefill_seqs"]
+        frames = [pd.DataFrame(rep.log, columns=cols_log).assign(replica=rep.index) for rep in reps]
+        log = pd.concat(frames, ignore_index=True) if frames else None
     cfg = {k: v for k, v in config.__dict__.items()}
     return SimResult(columns=data, replicas=rep_stats, wall_s=time.perf_counter() - t_wall, makespan_s=makespan,
                      config=cfg, unserved=unserved, iteration_log=log)

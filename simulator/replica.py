@@ -452,7 +452,7 @@ class Replica:
             if decode:
                 self.G += 1
             self._evict_overflow()
-            self._account(t0, now, self.used_blocks(), 1, sum(c for _, c in chunks) + (self.n_dec if decode else 0))
+            self._account(t0, now, self.used_blocks(), 1, sum(c for _, c in chunks), self.n_dec if decode else 0)
             self._pop_finished(now)
             for req, c in chunks:
                 req.done_prefill += c
@@ -463,7 +463,7 @@ class Replica:
             n_iter = k
             self.G += k
             self._evict_overflow()
-            self._account(t0, now, self.used_blocks(), k, self.n_dec * k)
+            self._account(t0, now, self.used_blocks(), k, 0, self.n_dec * k)
             self._pop_finished(now)
         self.iterations += n_iter
 
@@ -473,13 +473,14 @@ class Replica:
             if over > 0:
                 self.cache.evict(over)
 
-    def _account(self, t0, t1, used_blocks, iterations, tokens):
+    def _account(self, t0, t1, used_blocks, iterations, prefill_tokens, decode_tokens):
         self.busy_s += t1 - t0
         self.kv_block_seconds += used_blocks * (t1 - t0)
         if used_blocks > self.peak_blocks:
             self.peak_blocks = used_blocks
         if self.log is not None:
-            self.log.append((t0, t1, iterations, tokens, used_blocks, self.n_dec, len(self.prefilling)))
+            # blocks are logged at the step's end, where a stretch peaks (KV only grows inside it)
+            self.log.append((t0, t1, iterations, prefill_tokens, decode_tokens, used_blocks, self.n_dec, len(self.prefilling)))
 
     def _pop_finished(self, now: float) -> None:
         while True:

@@ -75,6 +75,12 @@ class CostModelTimer:
         self.cost = cost
         self._per_chunk = callable(getattr(cost, "iteration_ms", None)) and hasattr(cost, "decode_ms_array")
         self._vector_ok: bool | None = None
+        import inspect
+
+        try:
+            self._takes_context = "prefill_context_tokens" in inspect.signature(cost.iteration_ms_totals).parameters
+        except (AttributeError, TypeError, ValueError):
+            self._takes_context = False
 
     def mixed_s(self, chunks, decode_seqs, decode_context_tokens) -> float:
         if self._per_chunk:
@@ -82,9 +88,10 @@ class CostModelTimer:
         tokens = sum(c for c, _ in chunks)
         # causal attention pairs of a chunk of c tokens after b cached ones: c*b + c*(c+1)/2
         pairs = sum(c * b + c * (c + 1) // 2 for c, b in chunks)
+        extra = {"prefill_context_tokens": sum(b for _, b in chunks)} if self._takes_context else {}
         ms = self.cost.iteration_ms_totals(prefill_tokens=tokens, prefill_attention_pairs=pairs,
                                            decode_seqs=decode_seqs, decode_context_tokens=decode_context_tokens,
-                                           sampled_seqs=decode_seqs + len(chunks))
+                                           sampled_seqs=decode_seqs + len(chunks), **extra)
         return float(ms) / 1000.0
 
     def _decode_ms_scalar(self, n, ctx):
