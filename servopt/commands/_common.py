@@ -10,7 +10,9 @@ from servopt import jsonio, kinds
 def console():
     from rich.console import Console
 
-    return Console(soft_wrap=False, width=max(100, Console().width))
+    probe = Console()
+    # Pipes and CI logs report 80 columns; tables of plans need more to stay readable.
+    return Console(soft_wrap=False, width=probe.width if probe.is_terminal and probe.width >= 120 else 160)
 
 
 def read_instance(path: str):

@@ -33,7 +33,7 @@ def run(args) -> int:
                 _fmt(row.get("gap"), pct=True),
                 _fmt(row.get("ratio")),
                 str(row.get("status", "")),
-                _fmt(row.get("seconds", time.perf_counter() - t0)),
+                f"{row.get('seconds', time.perf_counter() - t0):.3f}",
             )
     console().print(table)
     return 0
