@@ -11,7 +11,8 @@ Sections:
   2. the fits' own record: train / held-out (25 %, seed 0) MAPE;
   3. leave-one-configuration-out: the generic profile refitted without one (table, LLM, GPU, TP)
      configuration, tested on it -- the error to expect on a configuration no fit has seen;
-  4. the fast scalar path's cost per call (iteration_ms_totals), for simulator budgets.
+  4. the fast scalar path's cost per call (iteration_ms_totals), for simulator budgets;
+  5. Llama-2-70B TP2 on A100: Splitwise's measurement, Vidur's prediction (research notes §1.5) and ours.
 
     python benchmarks/costmodel_error.py [--no-loco]
 
@@ -82,6 +83,26 @@ def leave_one_config_out() -> list[dict]:
     return rows
 
 
+# research/costmodel-anchors.md §1.5: Vidur's trained predictor (GitHub version, A100 profiles) vs
+# Splitwise's measured medians, Llama-2-70B TP2 on A100-80GB. (prefill tokens or (decode batch, context),
+# Vidur ms, Splitwise ms). Decode rows: Splitwise's prompt 512 with 128 generated, i.e. context ~576.
+VIDUR_VS_SPLITWISE = [
+    (("prefill", 128), 76.0, 81.1), (("prefill", 256), 109.1, 112.9), (("prefill", 512), 199.1, 195.5),
+    (("prefill", 1024), 394.0, 377.1), (("prefill", 2048), 738.3, 688.1), (("prefill", 4096), 1504.9, 1485.3),
+    (("decode", 8, 576), 59.6, 61.7), (("decode", 32, 576), 63.1, 72.2),
+]
+
+
+def vidur_cross_check() -> list[dict]:
+    cm = make_cost_model("llama-2-70b", "a100-80g", tp=2, profile="public-a100-80g")
+    rows = []
+    for shape, vidur, measured in VIDUR_VS_SPLITWISE:
+        ours = cm.prefill_ms(shape[1]) if shape[0] == "prefill" else cm.decode_step_ms(shape[1], shape[2])
+        rows.append({"iteration": " ".join(map(str, shape)), "splitwise ms": measured, "vidur ms": vidur,
+                     "ours ms": round(ours, 1), "vidur err": vidur / measured - 1, "ours err": ours / measured - 1})
+    return rows
+
+
 def fast_path_us(calls: int = 200_000) -> dict:
     out = {}
     for llm, gpu, tp in [("llama-3.1-8b", "h100-sxm", 1), ("llama-2-70b", "a100-80g", 4), ("mixtral-8x7b", "h200", 2)]:
@@ -104,7 +125,8 @@ def _md_table(rows: list[dict], cols: list[str]) -> str:
         cells = []
         for c in cols:
             v = r.get(c)
-            cells.append(_pct(v) if ("mape" in c or c.endswith(" max") or c in ("max", "mean signed")) and not isinstance(v, str) else str(v))
+            is_pct = "mape" in c or c.endswith((" max", " err")) or c in ("max", "mean signed")
+            cells.append(_pct(v) if is_pct and not isinstance(v, str) else str(v))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -155,19 +177,33 @@ def main(argv=None) -> int:
         all_err = float(np.average([r["mape"] for r in loco], weights=[r["n"] for r in loco]))
         t.add_row("all", "", "", "", str(sum(r["n"] for r in loco)), _pct(all_err), "", "", "", "")
         console.print(t)
+    vidur = vidur_cross_check()
+    t = Table(title="5. Llama-2-70B TP2 A100: Splitwise measured vs Vidur (research notes §1.5) vs ours (public-a100-80g)")
+    vcols = ["iteration", "splitwise ms", "vidur ms", "ours ms", "vidur err", "ours err"]
+    for c in vcols:
+        t.add_column(c, justify="left" if c == "iteration" else "right")
+    for r in vidur:
+        t.add_row(*[_pct(r[c]) if c.endswith("err") else str(r[c]) for c in vcols])
+    v_mape = float(np.mean([abs(r["vidur err"]) for r in vidur]))
+    o_mape = float(np.mean([abs(r["ours err"]) for r in vidur]))
+    t.add_row("MAPE", "", "", "", _pct(v_mape), _pct(o_mape))
+    console.print(t)
     speed = fast_path_us()
     console.print("4. iteration_ms_totals: " + ", ".join(f"{k} {v:.2f} us/call" for k, v in speed.items()))
 
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "costmodel_error.json").write_text(json.dumps(
-        {"accuracy": acc, "fits": fits, "leave_one_config_out": loco, "fast_path_us_per_call": speed}, indent=2) + "\n")
+        {"accuracy": acc, "fits": fits, "leave_one_config_out": loco, "vidur_cross_check": vidur,
+         "fast_path_us_per_call": speed}, indent=2) + "\n")
     md = ["# Cost model error on public tables", "", "Produced by `python benchmarks/costmodel_error.py`.", "",
           "## 1. Per table, GPU and regime", "", _md_table(acc, cols), "",
           "## 2. Shipped public fits", "", _md_table(fits, fit_cols), ""]
     if loco:
         md += ["## 3. Leave one configuration out (generic fit)", "", _md_table(loco, lcols), "",
                f"Weighted MAPE over all held-out configurations: {_pct(all_err)}", ""]
-    md += ["## 4. Fast path", "", ", ".join(f"{k}: {v:.2f} us/call" for k, v in speed.items()), ""]
+    md += ["## 4. Fast path", "", ", ".join(f"{k}: {v:.2f} us/call" for k, v in speed.items()), "",
+           "## 5. Llama-2-70B TP2 A100: Splitwise measured, Vidur predicted (research notes §1.5), ours", "",
+           _md_table(vidur, vcols), "", f"MAPE vs Splitwise: Vidur {_pct(v_mape)}, ours {_pct(o_mape)}", ""]
     (RESULTS / "costmodel_error.md").write_text("\n".join(md))
     print(f"wrote {RESULTS / 'costmodel_error.md'} and .json")
     return 0

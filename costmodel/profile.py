@@ -176,11 +176,13 @@ def shipped_profiles() -> tuple[tuple[str, Profile], ...]:
 
 
 def shipped_profile(name: str) -> Profile:
-    """A shipped profile by its ``name`` field or file name (with or without ``.json``)."""
+    """A shipped profile by its ``name`` field or file name (with or without ``.json``); "roofline-only" too."""
+    if name == ROOFLINE_ONLY.name:
+        return ROOFLINE_ONLY
     for file_name, profile in shipped_profiles():
         if name in (profile.name, file_name, file_name.removesuffix(".json")):
             return profile
-    known = ", ".join(p.name for _, p in shipped_profiles())
+    known = ", ".join([ROOFLINE_ONLY.name] + [p.name for _, p in shipped_profiles()])
     raise InputError("profile", f"no shipped profile '{name}' (shipped: {known})")
 
 

@@ -52,3 +52,12 @@ def test_cost_with_profile_file(run_cli, tmp_path):
     code, out, _ = run_cli("cost", "--llm", "llama-2-70b", "--gpu", "a100", "--tp", "2", "--decode", "1x1024",
                            "--profile", "public-generic", "--json")
     assert code == 0 and json.loads(out)["profile"] == "public-generic"
+
+
+def test_roofline_only_profile_by_name(run_cli):
+    code, out, err = run_cli("cost", "--llm", "llama-2-7b", "--gpu", "a10g", "--decode", "4x256", "--profile",
+                             "roofline-only", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["profile"] == "roofline-only"
+    assert next(o for o in data["operators"] if o["name"] == "overhead")["time_ms"] == 0.0
