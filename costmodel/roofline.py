@@ -50,7 +50,7 @@ summed over operators (LLM-Viewer / GenZ form, §2.1-2.2), plus ``2 L (2 log2(T)
 
 Memory (per GPU): weights ``num_params * b / T``; KV ``kv_g = 2 L ceil(h_kv / T) d_h b`` bytes per
 token (KV heads are replicated when ``T > h_kv``); an activation reserve for an iteration of
-``max_batch_tokens`` tokens (default 8192, vLLM's default chunked-prefill budget order) and 256
+``max_batch_tokens`` tokens (default 8192: an assumption, the order of vLLM's max_num_batched_tokens) and 256
 sampled sequences. ``kv_capacity_tokens(f) = floor((f * memory - weights - reserve) / kv_g)``.
 """
 from __future__ import annotations
