@@ -229,6 +229,7 @@ class Replica:
         cached_tokens = hit * T
         if req.done_prefill >= req.target:  # KV arrives from elsewhere (P/D): all of it is private
             need = self.blocks_for(req.kv_tokens)
+            watermark_blocks += self.blocks_for(req.kv_tokens + 1) - need  # and its next token
         else:
             need = self.blocks_for(req.target - cached_tokens)
         want = need if reserve_blocks is None else max(need, reserve_blocks)
@@ -346,7 +347,7 @@ class Replica:
 
     def try_swap_in(self, req: Req) -> bool:
         need = self.blocks_for(req.kv_tokens)
-        if need > self.available_blocks():
+        if self.blocks_for(req.kv_tokens + 1) > self.available_blocks():  # room for its next token too
             return False
         self._make_room(need)
         self.swapped.remove(req)
@@ -404,6 +405,9 @@ class Replica:
         """Plan the next step at ``now``; returns its end time, or None when idle."""
         self.now = now
         chunks, decode, horizon = self.sched.plan(self, now)
+        if decode and self.n_dec and not self.growth_fits():  # a late admission ate the decode set's room
+            self.sched.ensure_growth(self)
+            chunks = [(r, c) for r, c in chunks if r.state == PREFILL]
         decode = decode and self.n_dec > 0
         if not chunks and not decode:
             self.busy = False

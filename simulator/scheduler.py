@@ -28,7 +28,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 
-from servopt.simulator.replica import DECODE, PREFILL
+from servopt.simulator.replica import DECODE, PAUSED, PREFILL
 
 
 class ContinuousBatching:
@@ -159,3 +159,75 @@ def reqs_in_state(rep, state) -> list:
     if state == PREFILL:
         return list(rep.prefilling)
     return []
+
+
+class PriorityPreemptive(ContinuousBatching):
+    """Each iteration the ``max_batch`` best requests by ``priority`` (smallest first) run; residents
+    that fall out are paused with their KV kept, and a better waiting request that lacks memory
+    preempts worse residents (``preempt_mode``). ``horizon(rep)`` bounds how many decode-only
+    iterations the ranking stays valid without an event (MLFQ quanta)."""
+
+    fcfs = False
+    mixed = True
+    chunked = True
+
+    def priority(self, req):
+        raise NotImplementedError
+
+    def order_key(self, req):
+        return self.priority(req)
+
+    def victim_key(self, req):
+        return self.priority(req)
+
+    def horizon(self, rep):
+        return None
+
+    def plan(self, rep, now):
+        self.before_plan(rep)
+        residents = list(rep.d_req) + list(rep.prefilling) + list(rep.paused)
+        for r in rep.d_req:
+            r.generated = rep.sync_generated(r)
+        residents.sort(key=self.priority)
+        active = residents[: self.max_batch]
+        for r in residents[self.max_batch:]:
+            if r.state == DECODE:
+                rep.pause(r)
+        for r in active:
+            if r.state == PAUSED:
+                rep.resume(r)
+        self.ensure_growth(rep)
+        self.swap_in(rep)
+        # better waiting requests take the place (and, when memory is short, the KV) of worse residents
+        while self.n_waiting():
+            cand = self.peek()
+            key = self.priority(cand)
+            running = list(rep.d_req) + list(rep.prefilling)
+            worst = max(running, key=self.priority) if running else None
+            if len(running) >= self.max_batch:
+                if worst is None or self.priority(worst) <= key:
+                    break
+                rep.pause(worst) if worst.state == DECODE else None
+                if worst.state == PREFILL:
+                    rep.preempt(worst, self.preempt_mode)
+                continue
+            if rep.try_admit(cand, watermark_blocks=int(self.watermark * rep.total_blocks)):
+                self.pop()
+                continue
+            victims = [r for r in list(rep.paused) + running if self.priority(r) > key]
+            if not victims:
+                break
+            rep.preempt(max(victims, key=self.priority), self.preempt_mode)
+        self.ensure_growth(rep)
+        budget = self.token_budget - rep.n_dec
+        chunks = []
+        for req in sorted(rep.prefilling, key=self.priority):
+            if budget <= 0:
+                break
+            c = min(req.target - req.done_prefill, budget)
+            chunks.append((req, c))
+            budget -= c
+        return chunks, True, self.horizon(rep)
+
+    def before_plan(self, rep):
+        pass
