@@ -1,0 +1,216 @@
+r"""KV-memory-constrained scheduling, aggregated by request type (formulations ``aggregated``,
+``aggregated-card``).
+
+Base program: the time-indexed hindsight IP of ``servopt.models.kv_schedule`` (Jaillet, Jiang,
+Mellou, Molinaro, Podimata, Zhou, arXiv 2502.07115, eq. (1)-(4); research/scheduling-anchors.md
+§1.3), same round semantics: started in round ``k``, request ``i`` holds ``s_i + (t - k)`` tokens in
+rounds ``t = k+1 .. k+o_i`` and finishes at ``k + o_i``. Aggregation by type is the first direction
+of issue 7 ("requests with equal (arrival, s, o) are interchangeable").
+
+Symbols (code names in brackets)
+--------------------------------
+``K``          request types [``m.K``]: the distinct (a_k, s_k, o_k, w_k) (w_k = 1 unless the objective
+               is ``weighted_latency``), each with ``n_k`` requests [``groups.count``].
+``W_k``        start window ``{a_k .. L_k}`` [``groups.windows``], the window of every member in
+               ``models.kv_schedule.start_windows`` (it depends on a, o, w only, so members share it).
+``z[k,t]``     number of type-k requests started in round t, integer in [0, n_k] [``m.z``].
+
+Program (``aggregated``)
+------------------------
+    min  sum_k sum_{t in W_k} w_k (t + o_k - a_k) z[k,t]
+    s.t. sum_{t in W_k} z[k,t] = n_k                                       for all k     [_assign_rule]
+         sum_k sum_{t in W_k, u-o_k <= t <= u-1} (s_k + u - t) z[k,t] <= M  for rounds u  [_memory_rule]
+         z[k,t] in {0, .., n_k}
+
+A memory row is left out when ``sum (s_k + u - t) n_k`` over its terms is at most ``M`` (it can
+never bind), as in the reference model.
+
+``aggregated-card`` adds, for every round ``u`` and every ``q`` in ``cardinality_levels``
+(``q = 1, 2, ..`` while ``(q+1)(min_k s_k + 1) <= M``)
+
+    sum_{(k,t): u-o_k <= t <= u-1, (q+1)(s_k + u - t) > M} z[k,t] <= q                    [_cardinality_rule]
+
+(left out where the counts ``n_k`` of its terms already sum to at most ``q``).
+
+Proofs
+------
+*Aggregation is exact.* Map a schedule ``p`` to ``z[k,t] = |{i of type k : p_i = t}|``: the
+assignment rows hold; the memory row of round u is the reference row with the terms of equal
+coefficient collected, so it holds; the objective is the same sum. Conversely, an integer ``z``
+satisfying the rows gives a schedule by handing type k's ``n_k`` start rounds (with
+multiplicity) to its members in any order; every member gets a start in ``W_k``, and memory and
+cost only depend on the multiset of (type, start) pairs, which is the same. So both programs have
+the same optimal value, and schedules map onto each other (``extract`` does the second map). The
+LP relaxations are also equal: averaging the reference LP solution over the members of a type
+gives ``z/n_k`` per member, and summing maps back (both maps keep feasibility and cost since all
+constraints are linear and symmetric in the members). Aggregation removes symmetry from branch
+and bound, not LP weakness.
+
+*Cardinality cuts are valid.* In round ``u`` a started request of age ``u - t`` holds
+``s_k + u - t`` tokens; if ``q+1`` requests alive in u each held more than ``M/(q+1)`` the total
+would exceed ``M``. So at most ``q`` such requests are alive, and the left side counts exactly them.
+
+*Horizon and windows.* ``T = max_i a_i + sum_i o_i`` and the cut-off windows from a known schedule
+of cost ``U`` are those of ``models.kv_schedule`` (proved in its docstring: every optimal schedule
+lies inside them).
+
+Measured (issue 7, benchmarks/results/kv_certify.md): neither aggregation nor these cuts moves the
+LP bound by more than 0.1% on the paper's family; the LP's weakness is the fluid spreading of each
+request over many start rounds, which no per-round inequality sees.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from servopt.errors import InputError
+from servopt.instances.kv_schedule import KVSchedule, KVScheduleInstance, ScheduledRequest
+
+FORMULATIONS = ("aggregated", "aggregated-card")
+
+
+@dataclass(frozen=True)
+class AggregatedModelData:
+    instance: KVScheduleInstance
+    formulation: str
+    groups: object  # servopt.solvers-free copy of the grouping: see group_types
+    horizon: int
+    horizon_is_proven: bool
+    relaxed: bool
+
+
+@dataclass(frozen=True)
+class TypeGroups:
+    """Request types: per type its numbers, its member request indices and its start window."""
+
+    arrival: tuple[int, ...]
+    prompt: tuple[int, ...]
+    output: tuple[int, ...]
+    weight: tuple[float, ...]
+    count: tuple[int, ...]
+    members: tuple[tuple[int, ...], ...]
+    windows: tuple[tuple[int, int], ...]
+
+
+def group_types(instance: KVScheduleInstance, windows) -> TypeGroups:
+    """Types sorted by (arrival, prompt, output, weight); members in request order."""
+    weighted = instance.objective == "weighted_latency"
+    by_key: dict[tuple, list[int]] = {}
+    for i, r in enumerate(instance.requests):
+        key = (int(r.arrival), int(r.prompt_tokens), int(r.output_tokens), float(r.weight) if weighted else 1.0)
+        by_key.setdefault(key, []).append(i)
+    keys = sorted(by_key)
+    return TypeGroups(
+        arrival=tuple(k[0] for k in keys), prompt=tuple(k[1] for k in keys), output=tuple(k[2] for k in keys),
+        weight=tuple(k[3] for k in keys), count=tuple(len(by_key[k]) for k in keys),
+        members=tuple(tuple(by_key[k]) for k in keys), windows=tuple(windows[by_key[k][0]] for k in keys),
+    )
+
+
+def cardinality_levels(memory_tokens: int, min_weight: int) -> list[int]:
+    """``q`` with ``(q+1) * min_weight <= M``: levels at which q+1 alive requests can fit at all."""
+    return [q for q in range(1, max(memory_tokens // max(min_weight, 1), 1)) if (q + 1) * min_weight <= memory_tokens]
+
+
+def build(instance: KVScheduleInstance, *, formulation: str = "aggregated", horizon: int | None = None,
+          cutoff: float | None = None, relax: bool = False):
+    """The Pyomo model of the module docstring (``relax=True``: its LP relaxation)."""
+    import pyomo.environ as pyo
+
+    from servopt.models.kv_schedule import start_windows
+
+    if formulation not in FORMULATIONS:
+        raise InputError("--formulation", f"unknown formulation '{formulation}' (known: {', '.join(FORMULATIONS)})")
+    if instance.objective == "makespan":
+        raise InputError("--formulation", f"'{formulation}' minimises (weighted) latency; for the makespan use time-indexed")
+    T, proven, windows = start_windows(instance, horizon=horizon, cutoff=cutoff)
+    for idx, (lo, hi) in enumerate(windows):
+        if hi < lo:
+            raise InputError("horizon" if cutoff is None else "cutoff",
+                             f"request '{instance.requests[idx].id}' has no feasible start round (window {lo}..{hi})")
+    g = group_types(instance, windows)
+    M = instance.memory_tokens
+    m = pyo.ConcreteModel(name=f"kv_schedule_{formulation}[{instance.name or instance.n}]")
+    m.K = pyo.RangeSet(0, len(g.count) - 1)
+    m.KT = pyo.Set(dimen=2, ordered=True,
+                   initialize=[(k, t) for k in range(len(g.count)) for t in range(g.windows[k][0], g.windows[k][1] + 1)])
+    m.z = pyo.Var(m.KT, domain=pyo.NonNegativeReals if relax else pyo.NonNegativeIntegers,
+                  bounds=lambda m, k, t: (0, g.count[k]))
+    m._kv = AggregatedModelData(instance, formulation, g, T, proven, relax)
+
+    # who is alive in round u, with which age; built once
+    alive: dict[int, list[tuple[int, int, int]]] = {}
+    for k in range(len(g.count)):
+        lo, hi = g.windows[k]
+        for t in range(lo, hi + 1):
+            for age in range(1, g.output[k] + 1):
+                alive.setdefault(t + age, []).append((k, t, g.prompt[k] + age))
+    m.U = pyo.Set(initialize=sorted(alive), ordered=True)
+
+    def _assign_rule(m, k):
+        return sum(m.z[k, t] for t in range(g.windows[k][0], g.windows[k][1] + 1)) == g.count[k]
+
+    def _memory_rule(m, u):
+        terms = alive[u]
+        if sum(c * g.count[k] for k, _, c in terms) <= M:
+            return pyo.Constraint.Skip  # can never bind
+        return pyo.quicksum(c * m.z[k, t] for k, t, c in terms) <= M
+
+    m.assign = pyo.Constraint(m.K, rule=_assign_rule)
+    m.memory = pyo.Constraint(m.U, rule=_memory_rule)
+
+    if formulation == "aggregated-card":
+        m.Q = pyo.Set(initialize=cardinality_levels(M, min(g.prompt) + 1), ordered=True)
+
+        def _cardinality_rule(m, q, u):
+            heavy = [(k, t) for k, t, c in alive[u] if (q + 1) * c > M]
+            if sum(g.count[k] for k, _ in heavy) <= q:
+                return pyo.Constraint.Skip  # can never bind
+            return pyo.quicksum(m.z[k, t] for k, t in heavy) <= q
+
+        m.cardinality = pyo.Constraint(m.Q, m.U, rule=_cardinality_rule)
+
+    m.obj = pyo.Objective(
+        expr=pyo.quicksum(g.weight[k] * (t + g.output[k] - g.arrival[k]) * m.z[k, t] for k, t in m.KT),
+        sense=pyo.minimize)
+    return m
+
+
+def extract(model) -> KVSchedule:
+    """The schedule in the model's loaded values: a type's members take its start rounds in order."""
+    import pyomo.environ as pyo
+
+    data: AggregatedModelData = model._kv
+    g = data.groups
+    reqs = data.instance.requests
+    start = [0] * len(reqs)
+    for k, members in enumerate(g.members):
+        rounds = []
+        for t in range(g.windows[k][0], g.windows[k][1] + 1):
+            rounds += [t] * int(round(pyo.value(model.z[k, t], exception=False) or 0.0))
+        if len(rounds) != len(members):
+            raise ValueError(f"type {k}: {len(rounds)} start rounds for {len(members)} requests (values not integral?)")
+        for i, p in zip(members, rounds):
+            start[i] = p
+    rows = tuple(ScheduledRequest(r.id, int(r.arrival), start[i], start[i] + int(r.output_tokens))
+                 for i, r in enumerate(reqs))
+    return KVSchedule(rows, objective_name=data.instance.objective, method=f"ip[{data.formulation}]")
+
+
+def warm_start(model, schedule: KVSchedule):
+    """A full MIP start (ComponentMap) from a schedule."""
+    from pyomo.common.collections import ComponentMap
+
+    data: AggregatedModelData = model._kv
+    g = data.groups
+    start_by_id = {r.id: r.start for r in schedule.requests}
+    values = ComponentMap()
+    for k, members in enumerate(g.members):
+        hist: dict[int, int] = {}
+        for i in members:
+            p = start_by_id[data.instance.requests[i].id]
+            hist[p] = hist.get(p, 0) + 1
+        for t in range(g.windows[k][0], g.windows[k][1] + 1):
+            values[model.z[k, t]] = float(hist.get(t, 0))
+    return values
