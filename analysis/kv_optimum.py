@@ -39,11 +39,13 @@ class OptimumResult:
     model_size: dict = field(default_factory=dict)
     build_seconds: float = 0.0
     lp_relaxation: bool = False
+    formulation: str = "time-indexed"
 
     def to_dict(self, instance: KVScheduleInstance) -> dict:
         out = {
             "kind": "kv_schedule",
-            "method": "ip" if not self.lp_relaxation else "lp_relaxation",
+            "method": ("ip" if not self.lp_relaxation else "lp_relaxation") + (
+                f"[{self.formulation}]" if self.formulation != "time-indexed" else ""),
             "objective_name": instance.objective,
             "status": self.status,
             "objective": self.objective,
@@ -86,11 +88,46 @@ def best_policy_schedule(instance: KVScheduleInstance, policies=("mc-sf", "fcfs"
     return best
 
 
+def formulations() -> dict[str, str]:
+    """Formulation name -> module, found in ``servopt.models.kv_schedule*`` modules' ``FORMULATIONS``."""
+    import importlib
+    import pkgutil
+
+    import servopt.models as pkg
+
+    out = {}
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
+        if info.name == "kv_schedule" or info.name.startswith("kv_schedule_"):
+            module = importlib.import_module(f"servopt.models.{info.name}")
+            for name in getattr(module, "FORMULATIONS", ()):
+                out.setdefault(name, module.__name__)
+    return out
+
+
+def formulation_module(name: str):
+    import difflib
+    import importlib
+
+    from servopt.errors import InputError
+
+    known = formulations()
+    if name not in known:
+        hint = difflib.get_close_matches(str(name), list(known), n=1)
+        suffix = f" (did you mean '{hint[0]}'?)" if hint else ""
+        raise InputError("--formulation", f"unknown kv_schedule formulation '{name}'{suffix}; known: {', '.join(known)}")
+    return importlib.import_module(known[name])
+
+
 def solve_optimum(instance: KVScheduleInstance, *, time_limit_s: float, rel_gap: float = 1e-4,
                   warm_start_policies=("mc-sf", "fcfs"), horizon: int | None = None, use_cutoff: bool = True,
-                  relax: bool = False, threads: int = 1, solver_options: dict | None = None) -> OptimumResult:
-    from servopt.models import kv_schedule as model_mod
+                  relax: bool = False, threads: int = 1, solver_options: dict | None = None,
+                  formulation: str = "time-indexed") -> OptimumResult:
+    """Steps of the module docstring; ``formulation`` picks any Pyomo model module with
+    ``build(instance, *, formulation, horizon, relax, cutoff)``, ``extract`` and ``warm_start``."""
+    from servopt.models import kv_schedule as reference
     from servopt.solvers.highs import relative_gap, solve
+
+    model_mod = formulation_module(formulation)
 
     t0 = time.perf_counter()
     warm = None
@@ -98,7 +135,7 @@ def solve_optimum(instance: KVScheduleInstance, *, time_limit_s: float, rel_gap:
         name, sched, cost = best_policy_schedule(instance, warm_start_policies)
         warm = {"policy": name, "objective": cost, "schedule": sched}
     cutoff = warm["objective"] if (warm and use_cutoff and horizon is None) else None
-    model = model_mod.build(instance, horizon=horizon, relax=relax, cutoff=cutoff)
+    model = model_mod.build(instance, formulation=formulation, horizon=horizon, relax=relax, cutoff=cutoff)
     build_s = time.perf_counter() - t0
     start = model_mod.warm_start(model, warm["schedule"]) if (warm and not relax) else None
     res = solve(model, time_limit_s=time_limit_s, rel_gap=rel_gap, threads=threads, warm_start=start,
@@ -107,16 +144,18 @@ def solve_optimum(instance: KVScheduleInstance, *, time_limit_s: float, rel_gap:
     if warm:
         warm_info = {"policy": warm["policy"], "objective": warm["objective"],
                      "accepted": res.extra.get("warm_start_accepted"), "used_as_cutoff": cutoff is not None}
-    size = model_mod.model_size(model)
+    size = reference.model_size(model)
     data = model._kv
     bound = res.bound
     if relax:
         return OptimumResult(None, res.status, res.objective, res.objective, 0.0 if res.objective is not None else None,
                              res.wall_seconds, res.solver, res.solver_seconds, res.nodes, data.horizon,
-                             data.horizon_is_proven, warm_info, size, build_s, lp_relaxation=True)
+                             data.horizon_is_proven, warm_info, size, build_s, lp_relaxation=True,
+                             formulation=formulation)
     if res.status == "infeasible":
         return OptimumResult(None, "infeasible", None, None, None, res.wall_seconds, res.solver, res.solver_seconds,
-                             res.nodes, data.horizon, data.horizon_is_proven, warm_info, size, build_s)
+                                 res.nodes, data.horizon, data.horizon_is_proven, warm_info, size, build_s,
+                             formulation=formulation)
     schedule = model_mod.extract(model) if res.has_solution else None
     objective = res.objective
     if schedule is not None:
@@ -138,4 +177,5 @@ def solve_optimum(instance: KVScheduleInstance, *, time_limit_s: float, rel_gap:
             status = "feasible"
     gap = relative_gap(objective, bound, "min")
     return OptimumResult(schedule, status, objective, bound, gap, time.perf_counter() - t0, res.solver,
-                         res.solver_seconds, res.nodes, data.horizon, data.horizon_is_proven, warm_info, size, build_s)
+                         res.solver_seconds, res.nodes, data.horizon, data.horizon_is_proven, warm_info, size, build_s,
+                         formulation=formulation)

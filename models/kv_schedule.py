@@ -66,6 +66,8 @@ from dataclasses import dataclass
 from servopt.errors import InputError
 from servopt.instances.kv_schedule import KVSchedule, KVScheduleInstance, ScheduledRequest
 
+FORMULATIONS = ("time-indexed",)
+
 
 @dataclass(frozen=True)
 class KVModelData:
@@ -105,11 +107,13 @@ def start_windows(instance: KVScheduleInstance, *, horizon: int | None = None, c
     return T, T >= proven, tuple(windows)
 
 
-def build(instance: KVScheduleInstance, *, horizon: int | None = None, relax: bool = False,
-          cutoff: float | None = None):
+def build(instance: KVScheduleInstance, *, formulation: str = "time-indexed", horizon: int | None = None,
+          relax: bool = False, cutoff: float | None = None):
     """The Pyomo model of the module docstring (``relax=True``: its LP relaxation)."""
     import pyomo.environ as pyo
 
+    if formulation not in FORMULATIONS:
+        raise InputError("--formulation", f"this module builds {', '.join(FORMULATIONS)}; got '{formulation}'")
     T, proven, windows = start_windows(instance, horizon=horizon, cutoff=cutoff)
     for idx, (lo, hi) in enumerate(windows):
         if hi < lo:
@@ -198,11 +202,9 @@ def warm_start(model, schedule: KVSchedule):
 
 
 def model_size(model) -> dict:
-    """Columns, rows and nonzeros of the built model (for benchmarks and logs)."""
+    """Columns and rows of a built Pyomo model, any formulation (for benchmarks and logs)."""
     import pyomo.environ as pyo
 
-    cols = len(model.x)
+    cols = sum(1 for _ in model.component_data_objects(pyo.Var))
     rows = sum(1 for _ in model.component_data_objects(pyo.Constraint, active=True))
-    data: KVModelData = model._kv
-    nnz = sum((hi - lo + 1) * (1 + r.output_tokens) for (lo, hi), r in zip(data.windows, data.instance.requests))
-    return {"columns": cols, "rows": rows, "nonzeros_upper": nnz, "horizon": data.horizon}
+    return {"columns": cols, "rows": rows, "horizon": getattr(model._kv, "horizon", None)}

@@ -112,3 +112,17 @@ def test_time_limit_returns_incumbent_and_bound():
     assert res.bound is None or res.bound <= res.objective
     assert res.status in ("optimal", "time_limit")
     assert check_result(inst, res.to_dict(inst)) == []
+
+
+def test_every_registered_formulation_reaches_the_brute_force_optimum():
+    from servopt.analysis.kv_optimum import formulations
+
+    names = formulations()
+    assert "time-indexed" in names
+    for seed in range(3):
+        inst = _random_instance(400 + seed, n=5)
+        expected, _ = brute_force_optimum(inst)
+        for name in names:
+            res = solve_optimum(inst, time_limit_s=20, rel_gap=0, formulation=name)
+            assert res.status == "optimal" and res.objective == expected, (name, seed)
+            assert check_result(inst, res.to_dict(inst)) == []

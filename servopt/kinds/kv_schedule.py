@@ -14,7 +14,6 @@ from servopt import jsonio
 from servopt.errors import InputError
 
 KIND = "kv_schedule"
-FORMULATIONS = ("time-indexed",)
 EXAMPLE = "example_kv_schedule.json"
 
 
@@ -31,21 +30,21 @@ def solve(instance, *, time_limit_s: float, options: dict | None = None) -> dict
 
     options = dict(options or {})
     formulation = options.get("formulation") or "time-indexed"
-    if formulation not in FORMULATIONS:
-        raise InputError("--formulation", f"kv_schedule offers {', '.join(FORMULATIONS)}; got '{formulation}'")
     solver = options.get("solver") or "highs"
     if solver != "highs":
         raise InputError("--solver", f"kv_schedule solves with highs (warm start and bound); got '{solver}'")
     horizon = options.get("horizon")
     if horizon is not None and (not isinstance(horizon, int) or horizon < 1):
         raise InputError("--horizon", f"must be a positive integer, got {horizon!r}")
+    from servopt.analysis.kv_optimum import formulation_module
+
+    model_mod = formulation_module(formulation)  # a bad name fails here, before any work
     if options.get("export"):
-        from servopt.models.kv_schedule import build
         from servopt.solvers.highs import write_model
 
-        write_model(build(instance, horizon=horizon), options["export"])
+        write_model(model_mod.build(instance, formulation=formulation, horizon=horizon), options["export"])
     opt = solve_optimum(instance, time_limit_s=time_limit_s, rel_gap=float(options.get("rel_gap", 1e-4)),
-                        horizon=horizon, relax=bool(options.get("relax", False)))
+                        horizon=horizon, relax=bool(options.get("relax", False)), formulation=formulation)
     result = opt.to_dict(instance)
     if result["status"] == "infeasible":
         from servopt.errors import InfeasibleError
