@@ -10,7 +10,9 @@ Steps (research/pyomo-highs.md §2.3 and §6.4: a greedy warm start was the bigg
 4. total and makespan objectives are integers, so the dual bound is rounded up
    (``ceil(bound - 1e-6)``); ``status`` becomes ``optimal`` once the rounded bound meets the
    incumbent;
-5. if HiGHS ends without an incumbent (time limit in presolve), the warm-start schedule is
+5. the reported bound is the larger of HiGHS's and the combinatorial volume bound
+   (analysis/kv_bounds.py), so a time-out before the root LP does not report a bound of 0;
+6. if HiGHS ends without an incumbent (time limit in presolve), the warm-start schedule is
    returned with status ``time_limit`` and whatever bound HiGHS proved: never nothing.
 """
 from __future__ import annotations
@@ -40,6 +42,7 @@ class OptimumResult:
     build_seconds: float = 0.0
     lp_relaxation: bool = False
     formulation: str = "time-indexed"
+    bound_source: str | None = None  # "solver" (HiGHS dual bound) or "volume" (analysis/kv_bounds.py)
 
     def to_dict(self, instance: KVScheduleInstance) -> dict:
         out = {
@@ -50,6 +53,7 @@ class OptimumResult:
             "status": self.status,
             "objective": self.objective,
             "bound": self.bound,
+            "bound_source": self.bound_source,
             "gap": self.gap,
             "solve_seconds": round(self.solve_seconds, 4),
             "solver": self.solver,
@@ -166,6 +170,12 @@ def solve_optimum(instance: KVScheduleInstance, *, time_limit_s: float, rel_gap:
                               objective_name=instance.objective, method=f"ip(incumbent from {warm['policy']})")
     if bound is not None and _integral(instance):
         bound = float(math.ceil(bound - 1e-6))
+    from servopt.analysis.kv_bounds import volume_lower_bound
+
+    combinatorial = volume_lower_bound(instance)
+    bound_source = "solver"
+    if data.horizon_is_proven and (bound is None or combinatorial > bound):
+        bound, bound_source = combinatorial, "volume"
     if bound is not None and objective is not None:
         bound = min(bound, objective)
     status = res.status
@@ -178,4 +188,4 @@ def solve_optimum(instance: KVScheduleInstance, *, time_limit_s: float, rel_gap:
     gap = relative_gap(objective, bound, "min")
     return OptimumResult(schedule, status, objective, bound, gap, time.perf_counter() - t0, res.solver,
                          res.solver_seconds, res.nodes, data.horizon, data.horizon_is_proven, warm_info, size, build_s,
-                         formulation=formulation)
+                         formulation=formulation, bound_source=bound_source if bound is not None else None)

@@ -126,3 +126,33 @@ def test_every_registered_formulation_reaches_the_brute_force_optimum():
             res = solve_optimum(inst, time_limit_s=20, rel_gap=0, formulation=name)
             assert res.status == "optimal" and res.objective == expected, (name, seed)
             assert check_result(inst, res.to_dict(inst)) == []
+
+
+def test_volume_bound_by_hand():
+    from servopt.analysis.kv_bounds import volume_lower_bound
+
+    # two requests s=1, o=3 at 0, M=5: volumes 2+3+4 = 9 each; k=1: max(ceil(9/5)=2, 3) = 3;
+    # k=2: max(ceil(18/5)=4, 3) = 4 -> total latency >= 7 (the optimum is 9); makespan >= 4.
+    assert volume_lower_bound(_instance([(0, 1, 3), (0, 1, 3)], 5)) == 7
+    assert volume_lower_bound(_instance([(0, 1, 3), (0, 1, 3)], 5, "makespan")) == 4
+
+
+@pytest.mark.parametrize("objective", ["total_latency", "makespan", "weighted_latency"])
+def test_volume_bound_never_exceeds_the_optimum(objective):
+    from servopt.analysis.kv_bounds import volume_lower_bound
+
+    for seed in range(25):
+        inst = _random_instance(500 + seed, n=2 + seed % 5, objective=objective)
+        expected, _ = brute_force_optimum(inst)
+        assert volume_lower_bound(inst) <= expected + 1e-9, seed
+
+
+def test_solver_timeout_reports_at_least_the_volume_bound():
+    from servopt.analysis.kv_bounds import volume_lower_bound
+
+    rng = np.random.default_rng(8)
+    inst = _instance([(0, 3, int(rng.integers(1, 40))) for _ in range(45)], 44)
+    res = solve_optimum(inst, time_limit_s=0.5, rel_gap=0)
+    assert res.bound is not None and res.bound >= volume_lower_bound(inst)
+    assert res.bound_source in ("solver", "volume") and res.bound <= res.objective
+    assert check_result(inst, res.to_dict(inst)) == []
