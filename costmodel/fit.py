@@ -68,6 +68,7 @@ class MeasuredPoint:
     decode: tuple = ()
     table: str = ""
     note: str = ""
+    comm: bool = True  # False: one GPU's TP shard timed alone (servopt profile --tp T), no all-reduce
 
     def __post_init__(self):
         if not isinstance(self.measured_ms, (int, float)) or not math.isfinite(self.measured_ms) or self.measured_ms <= 0:
@@ -109,12 +110,14 @@ class _Features:
     measured_ms: np.ndarray  # (n,)
     sampled: np.ndarray  # (n,) sequences that emit a token
     regimes: list[str] = field(default_factory=list)
+    layers: np.ndarray | None = None  # (n,) decoder layers, for per_layer_overhead_ms
 
 
 def _features(points: Sequence[MeasuredPoint]) -> _Features:
     n = len(points)
     comp, mem = np.zeros((n, len(_OPS))), np.zeros((n, len(_OPS)))
     steps, ar, y, sampled = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
+    layers = np.zeros(n)
     models: dict = {}
     for i, pt in enumerate(points):
         key = (pt.llm, pt.gpu, pt.tp)
@@ -124,16 +127,17 @@ def _features(points: Sequence[MeasuredPoint]) -> _Features:
         cm = models[key]
         totals = pt.totals()
         sampled[i] = totals.sampled_seqs
+        layers[i] = cm.llm.num_layers
         work = {name: (f, b, c) for name, f, b, c in cm.operator_work(totals)}
         for j, op in enumerate(_OPS):
             f, b, _ = work[op]
             comp[i, j] = f / cm._peak
             mem[i, j] = b / cm._bw
-        if cm.tp > 1:
+        if cm.tp > 1 and pt.comm:
             steps[i] = cm._ar_hops
             ar[i] = work["allreduce"][2] / cm._ic
         y[i] = pt.measured_ms
-    return _Features(comp, mem, steps, ar, y, sampled, [p.regime for p in points])
+    return _Features(comp, mem, steps, ar, y, sampled, [p.regime for p in points], layers)
 
 
 def _predict_ms(fe: _Features, params: dict) -> np.ndarray:
@@ -141,7 +145,8 @@ def _predict_ms(fe: _Features, params: dict) -> np.ndarray:
     eta_m = np.array([params["linear_memory_eff"], params["attention_memory_eff"]])[_OP_CLASS]
     ops = np.maximum(fe.compute_s / eta_c, fe.memory_s / eta_m).sum(axis=1)
     comm = fe.ring_steps * params["allreduce_hop_latency_ms"] * 1e-3 + fe.allreduce_s / params["allreduce_bandwidth_eff"]
-    return (ops + comm) * 1e3 + params["overhead_ms"] + params["per_sequence_ms"] * fe.sampled
+    per_layer = params.get("per_layer_overhead_ms", 0.0) * fe.layers if fe.layers is not None else 0.0
+    return (ops + comm) * 1e3 + params["overhead_ms"] + params["per_sequence_ms"] * fe.sampled + per_layer
 
 
 def predict_ms(profile: Profile, points: Sequence[MeasuredPoint]) -> np.ndarray:
@@ -220,8 +225,13 @@ def _mape(pred: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.abs(pred / y - 1))) if y.size else float("nan")
 
 
+# per_layer_overhead_ms is identifiable only from models of several depths (servopt profile data), so
+# it is fixed (at base's value) unless asked for.
+DEFAULT_FREE = tuple(f for f in PARAMETER_FIELDS if f != "per_layer_overhead_ms")
+
+
 def fit_profile(points: Sequence[MeasuredPoint], *, name: str, gpus: Iterable[str] = (), source: str = "",
-                holdout_fraction: float = 0.25, seed: int = 0, free: Sequence[str] = PARAMETER_FIELDS,
+                holdout_fraction: float = 0.25, seed: int = 0, free: Sequence[str] = DEFAULT_FREE,
                 base: Profile = ROOFLINE_ONLY, prior: Profile | None = None, prior_weight: float = 0.0) -> Profile:
     """Least-squares fit (relative error) of the profile parameters in ``free`` to measured points.
 
@@ -243,7 +253,7 @@ def fit_profile(points: Sequence[MeasuredPoint], *, name: str, gpus: Iterable[st
     train, test = _split(points, holdout_fraction if len(points) >= 8 else 0.0, seed)
     fe_all = _features(points)
     fe = _Features(fe_all.compute_s[train], fe_all.memory_s[train], fe_all.ring_steps[train], fe_all.allreduce_s[train],
-                   fe_all.measured_ms[train], fe_all.sampled[train])
+                   fe_all.measured_ms[train], fe_all.sampled[train], layers=fe_all.layers[train])
     names = list(free)
     fixed = base.parameters()
     if prior_weight < 0 or (prior_weight > 0 and prior is None):

@@ -23,6 +23,7 @@ allreduce_bandwidth_eff     fraction of the interconnect (NVLink, else PCIe) ban
 allreduce_hop_latency_ms    latency of one tree hop; a call costs 2 log2(tp) hops       >= 0
 overhead_ms                 fixed cost per iteration (launches, scheduling)              >= 0
 per_sequence_ms             cost per sequence that emits a token (sampling, bookkeeping) >= 0
+per_layer_overhead_ms       fixed cost per decoder layer and iteration (kernel launches) >= 0
 ==========================  ===========================================================  ========
 
 ``per_sequence_ms`` is the ``c * B`` term of DistServe's decode model (``a + b * sum(ctx) + c * B``,
@@ -59,7 +60,7 @@ EFFICIENCY_FIELDS = (
     "attention_memory_eff",
     "allreduce_bandwidth_eff",
 )
-TIME_FIELDS = ("allreduce_hop_latency_ms", "overhead_ms", "per_sequence_ms")
+TIME_FIELDS = ("allreduce_hop_latency_ms", "overhead_ms", "per_sequence_ms", "per_layer_overhead_ms")
 PARAMETER_FIELDS = EFFICIENCY_FIELDS + TIME_FIELDS
 
 
@@ -74,6 +75,9 @@ class Profile:
     allreduce_hop_latency_ms: float = 0.0
     overhead_ms: float = 0.0
     per_sequence_ms: float = 0.0
+    # ~20 kernels per layer, each with a few us of launch and tail latency even in a CUDA graph; it
+    # scales with depth, which a per-iteration constant cannot (costmodel/PROFILING_NOTES.md).
+    per_layer_overhead_ms: float = 0.0
     gpus: tuple[str, ...] = ()
     source: str = ""
     metadata: dict = field(default_factory=dict, compare=False, hash=False)

@@ -213,7 +213,7 @@ class CostModel:
         self._inv_ar = 1.0 / (pr.allreduce_bandwidth_eff * self._ic) if self._ic > 0 else math.inf
         self._ar_hops = self._ar_calls * 2 * math.log2(T)
         self._ar_fixed_s = self._ar_hops * pr.allreduce_hop_latency_ms * 1e-3
-        self._overhead_s = pr.overhead_ms * 1e-3
+        self._overhead_s = (pr.overhead_ms + L * pr.per_layer_overhead_ms) * 1e-3
         self._per_seq_s = pr.per_sequence_ms * 1e-3
 
     def experts_touched(self, tokens: float) -> float:
