@@ -1,0 +1,291 @@
+r"""Certify the optimum of a ``kv_schedule`` instance: primal heuristics, valid windows, a chosen
+formulation built directly in highspy, a warm-started HiGHS solve, and an honest report.
+
+Pipeline (issue 7; research/pyomo-highs.md §6.4: a warm start was the biggest lever on the gap)
+
+1. **Incumbent.** The serial schedule generation scheme (SGS; Kolisch, "Serial and parallel
+   resource-constrained project scheduling methods revisited", EJOR 90 (1996), adapted to ramp
+   demands): requests taken in a priority order, each placed at the earliest round ``p >= a_i`` at
+   which its ramp ``s_i + 1 .. s_i + o_i`` fits under ``M`` on top of the requests already placed.
+   Orders tried: shortest output first by arrival (for a batch arriving at round 0 this gives
+   MC-SF's schedule on every instance we ran, Jaillet et al. arXiv 2502.07115 §4), FCFS, and any
+   schedules passed in ``warm_starts`` (the caller's online policies, e.g. MC-SF and FCFS of
+   ``servopt.simulator``: this module may not import the simulator, ARCHITECTURE.md layering).
+   Then first-improvement local search on the best order (swap two requests, or move one request
+   to another position; re-decode; keep strictly better), within ``heuristic_seconds``.
+   Every schedule produced is feasible by construction (each placement checks every round of its
+   ramp), and the independent checker ``analysis/kv_check.py`` re-verifies results in the tests.
+2. **Windows.** ``models.kv_schedule.start_windows`` with the proven horizon
+   ``T = max a + sum o`` and the cut-off from the incumbent's cost ``U`` (both proved in
+   ``models/kv_schedule.py``: no optimal schedule is lost).
+3. **Formulation.** ``time-indexed`` (the reference), ``aggregated`` or ``aggregated-card``
+   (``models/kv_schedule_aggregated.py``), built by ``solvers/kv_schedule_direct.py``.
+4. **Solve.** HiGHS through ``servopt.solvers.highs.solve_highspy`` from the incumbent, within what
+   is left of ``time_limit_s`` (the whole pipeline is charged to the limit, build included).
+5. **Report.** Total and makespan objectives are integers, so the dual bound is rounded up
+   (``ceil(bound - 1e-6)``): the optimum is certified once the rounded bound reaches the
+   incumbent. The incumbent is the better of HiGHS's and the heuristics' (never nothing). The
+   bound is reported only when the horizon is the proven one.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from servopt.errors import InputError
+from servopt.instances.kv_schedule import KVSchedule, KVScheduleInstance, ScheduledRequest
+
+FORMULATIONS = ("time-indexed", "aggregated", "aggregated-card")
+
+
+# ----------------------------------------------------------------------------- primal heuristics
+
+@dataclass(frozen=True)
+class _Arrays:
+    a: np.ndarray
+    s: np.ndarray
+    o: np.ndarray
+    w: np.ndarray
+    M: int
+    objective: str
+
+    @classmethod
+    def of(cls, instance: KVScheduleInstance) -> "_Arrays":
+        reqs = instance.requests
+        weighted = instance.objective == "weighted_latency"
+        return cls(np.array([int(r.arrival) for r in reqs]), np.array([int(r.prompt_tokens) for r in reqs]),
+                   np.array([int(r.output_tokens) for r in reqs]),
+                   np.array([float(r.weight) if weighted else 1.0 for r in reqs]), instance.memory_tokens,
+                   instance.objective)
+
+    def cost(self, starts: np.ndarray) -> float:
+        finish = starts + self.o
+        if self.objective == "makespan":
+            return float(finish.max())
+        return float(np.dot(self.w, finish - self.a))
+
+
+def serial_schedule(arr: _Arrays, order) -> np.ndarray:
+    """Serial SGS (module docstring): each request in ``order`` at its earliest fitting start round."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    horizon = int(arr.a.max() + arr.o.sum() + 2)
+    free = np.full(horizon + int(arr.o.max()) + 2, float(arr.M))  # free[t]: tokens still free in round t
+    starts = np.zeros(len(arr.o), dtype=np.int64)
+    for i in order:
+        o, a = int(arr.o[i]), int(arr.a[i])
+        ramp = arr.s[i] + np.arange(1, o + 1)
+        # windows[t] = free[t .. t+o-1]; a start p needs free[p+1 .. p+o] >= ramp, i.e. windows[p+1] >= ramp
+        ok = np.all(sliding_window_view(free, o)[a + 1:] >= ramp, axis=1)
+        p = a + int(np.argmax(ok))  # the request alone always fits after everything placed (s+o <= M)
+        free[p + 1: p + o + 1] -= ramp
+        starts[i] = p
+    return starts
+
+
+def local_search(arr: _Arrays, order: list[int], *, seconds: float, max_passes: int = 50) -> tuple[list[int], np.ndarray, float]:
+    """First-improvement search over SGS orders: swap two positions, or move one request elsewhere."""
+    best_order = list(order)
+    best_starts = serial_schedule(arr, best_order)
+    best_cost = arr.cost(best_starts)
+    deadline = time.perf_counter() + seconds
+    n = len(best_order)
+    for _ in range(max_passes):
+        improved = False
+        for i in range(n):
+            for j in range(i + 1, n):
+                if time.perf_counter() > deadline:
+                    return best_order, best_starts, best_cost
+                for kind in ("swap", "move"):
+                    cand = list(best_order)
+                    if kind == "swap":
+                        if arr.o[cand[i]] == arr.o[cand[j]] and arr.a[cand[i]] == arr.a[cand[j]] and arr.s[cand[i]] == arr.s[cand[j]]:
+                            continue  # identical requests: same schedule
+                        cand[i], cand[j] = cand[j], cand[i]
+                    else:
+                        cand.insert(i, cand.pop(j))
+                    st = serial_schedule(arr, cand)
+                    c = arr.cost(st)
+                    if c < best_cost - 1e-9:
+                        best_order, best_starts, best_cost, improved = cand, st, c, True
+        if not improved:
+            break
+    return best_order, best_starts, best_cost
+
+
+def _schedule(instance: KVScheduleInstance, starts, method: str) -> KVSchedule:
+    rows = tuple(ScheduledRequest(r.id, int(r.arrival), int(p), int(p) + int(r.output_tokens))
+                 for r, p in zip(instance.requests, starts))
+    return KVSchedule(rows, objective_name=instance.objective, method=method)
+
+
+def _nonpreemptive(schedule: KVSchedule) -> KVSchedule:
+    """Drop preempted attempts: the final starts alone are a feasible non-preemptive schedule."""
+    rows = tuple(ScheduledRequest(r.id, r.arrival, r.start, r.finish) for r in schedule.requests)
+    return KVSchedule(rows, objective_name=schedule.objective_name, method=schedule.method)
+
+
+def best_heuristic_schedule(instance: KVScheduleInstance, *, warm_starts: dict[str, KVSchedule] | None = None,
+                            heuristic_seconds: float = 2.0) -> tuple[str, KVSchedule, float, dict]:
+    """The cheapest of SGS(SPT), SGS(FCFS), the given schedules, and local search from the best SGS order."""
+    arr = _Arrays.of(instance)
+    n = instance.n
+    orders = {
+        "sgs-spt": sorted(range(n), key=lambda i: (arr.a[i], arr.o[i], i)),
+        "sgs-fcfs": sorted(range(n), key=lambda i: (arr.a[i], i)),
+    }
+    tried: dict[str, float] = {}
+    best = None
+    best_order = None
+    for name, order in orders.items():
+        st = serial_schedule(arr, order)
+        c = arr.cost(st)
+        tried[name] = c
+        if best is None or c < best[2]:
+            best, best_order = (name, _schedule(instance, st, f"heuristic:{name}"), c), order
+    for name, sched in (warm_starts or {}).items():
+        sched = _nonpreemptive(sched)
+        c = sched.objective_value(instance)
+        tried[name] = c
+        if c < best[2] - 1e-9:
+            best = (name, sched, c)
+    if heuristic_seconds > 0 and n > 1:
+        t0 = time.perf_counter()
+        order, st, c = local_search(arr, best_order, seconds=heuristic_seconds)
+        tried["sgs-local-search"] = c
+        tried["local_search_seconds"] = round(time.perf_counter() - t0, 3)
+        if c < best[2] - 1e-9:
+            best = ("sgs-local-search", _schedule(instance, st, "heuristic:sgs-local-search"), c)
+    return best[0], best[1], best[2], tried
+
+
+# ----------------------------------------------------------------------------- pipeline
+
+@dataclass
+class CertifyResult:
+    """The outcome of ``certify``; ``to_dict`` is the kind's result JSON."""
+
+    formulation: str
+    status: str
+    objective: float | None
+    bound: float | None
+    gap: float | None
+    schedule: KVSchedule | None
+    solve_seconds: float
+    build_seconds: float
+    heuristic_seconds: float
+    solver_seconds: float | None
+    nodes: int | None
+    horizon: int
+    horizon_is_proven: bool
+    incumbent_source: str
+    heuristics: dict = field(default_factory=dict)
+    model_size: dict = field(default_factory=dict)
+    warm_start_used: bool = False
+
+    @property
+    def certified(self) -> bool:
+        return self.status == "optimal"
+
+    def to_dict(self, instance: KVScheduleInstance) -> dict:
+        out = {
+            "kind": "kv_schedule",
+            "method": f"ip[{self.formulation}]",
+            "formulation": self.formulation,
+            "objective_name": instance.objective,
+            "status": self.status,
+            "objective": self.objective,
+            "bound": self.bound,
+            "gap": self.gap,
+            "solve_seconds": round(self.solve_seconds, 4),
+            "solver": "highs",
+            "solver_seconds": None if self.solver_seconds is None else round(self.solver_seconds, 4),
+            "nodes": self.nodes,
+            "horizon": self.horizon,
+            "horizon_is_proven": self.horizon_is_proven,
+            "build_seconds": round(self.build_seconds, 4),
+            "heuristic_seconds": round(self.heuristic_seconds, 4),
+            "incumbent_source": self.incumbent_source,
+            "heuristics": self.heuristics,
+            "warm_start": {"used": self.warm_start_used, "source": self.incumbent_source},
+            "model_size": self.model_size,
+        }
+        out["requests"] = self.schedule.to_dict()["requests"] if self.schedule is not None else []
+        return out
+
+    def to_dataframe(self):
+        import pandas as pd
+
+        return self.schedule.to_dataframe() if self.schedule is not None else pd.DataFrame()
+
+
+def _integral(instance: KVScheduleInstance) -> bool:
+    return instance.objective in ("total_latency", "makespan") or all(float(r.weight).is_integer() for r in instance.requests)
+
+
+def certify(instance: KVScheduleInstance, *, formulation: str = "aggregated", time_limit_s: float, rel_gap: float = 1e-4,
+            warm_starts: dict[str, KVSchedule] | None = None, heuristic_seconds: float | None = None,
+            horizon: int | None = None, threads: int = 1, seed: int = 0) -> CertifyResult:
+    """Run the pipeline of the module docstring; the whole run is charged to ``time_limit_s``."""
+    from servopt.solvers.highs import relative_gap
+    from servopt.solvers.kv_schedule_direct import build_direct, solve_direct, warm_start_vector
+
+    if formulation not in FORMULATIONS:
+        raise InputError("--formulation", f"unknown formulation '{formulation}' (known: {', '.join(FORMULATIONS)})")
+    if not time_limit_s or time_limit_s <= 0:
+        raise InputError("--time-limit", "must be positive")
+    t0 = time.perf_counter()
+    if heuristic_seconds is None:
+        heuristic_seconds = min(2.0, 0.05 * time_limit_s)
+    source, incumbent, cost, tried = best_heuristic_schedule(instance, warm_starts=warm_starts,
+                                                             heuristic_seconds=heuristic_seconds)
+    heur_s = time.perf_counter() - t0
+    cutoff = cost if horizon is None else None
+    dm = build_direct(instance, formulation=formulation, horizon=horizon, cutoff=cutoff)
+    build_s = dm.build_seconds
+    left = max(time_limit_s - (time.perf_counter() - t0), 0.5)
+    res, sched = solve_direct(dm, time_limit_s=left, rel_gap=rel_gap, warm_start=incumbent, threads=threads, seed=seed)
+    schedule, objective = incumbent, cost
+    if sched is not None:
+        c = sched.objective_value(instance)
+        if c < objective - 1e-9:
+            schedule, objective, source = sched, c, f"highs[{formulation}]"
+    bound = res.bound
+    if res.status == "infeasible":
+        # the incumbent lies inside the windows, so this only happens with a too-short user horizon
+        bound = None
+    if bound is not None and _integral(instance):
+        bound = float(math.ceil(bound - 1e-6))
+    if bound is not None:
+        bound = min(bound, objective)
+    if not dm.horizon_is_proven:
+        bound = None  # a horizon below the proven one proves nothing about the true optimum
+    gap = relative_gap(objective, bound, "min")
+    if bound is not None and bound >= objective - 1e-9:
+        status = "optimal"
+    elif gap is not None and gap <= rel_gap and res.status == "optimal":
+        status = "optimal"
+    elif res.status == "time_limit":
+        status = "time_limit"
+    else:
+        status = "feasible"
+    return CertifyResult(
+        formulation=formulation, status=status, objective=objective, bound=bound, gap=gap, schedule=schedule,
+        solve_seconds=time.perf_counter() - t0, build_seconds=build_s, heuristic_seconds=heur_s,
+        solver_seconds=res.solver_seconds, nodes=res.nodes, horizon=dm.horizon, horizon_is_proven=dm.horizon_is_proven,
+        incumbent_source=source, heuristics=tried, model_size=dm.size,
+        warm_start_used=warm_start_vector(dm, incumbent) is not None,
+    )
+
+
+def lp_bound(instance: KVScheduleInstance, *, formulation: str = "aggregated", cutoff: float | None = None,
+             horizon: int | None = None, time_limit_s: float = 60.0) -> tuple[float | None, float, float]:
+    """LP relaxation value of ``formulation`` (with the same windows as ``certify``); (value, build s, solve s)."""
+    from servopt.solvers.kv_schedule_direct import build_direct, solve_direct
+
+    dm = build_direct(instance, formulation=formulation, horizon=horizon, cutoff=cutoff, relax=True)
+    res, _ = solve_direct(dm, time_limit_s=time_limit_s, rel_gap=0.0)
+    return (res.objective if res.status == "optimal" else None), dm.build_seconds, res.wall_seconds
