@@ -21,7 +21,7 @@ least work and keeps the most advanced requests, which guarantees progress.
 """
 from __future__ import annotations
 
-from servopt.simulator.kv_rounds import future_peaks_fit, greedy_prefix
+from servopt.simulator.kv_rounds import admit_while_future_fits
 
 NAME = "a-min"
 PARAMS: dict = {}
@@ -32,24 +32,18 @@ def _lower(req) -> int:
     return max(int(lo), 1)
 
 
+def _estimate(req) -> int:
+    """The lower bound raised to what earlier attempts revealed (running ones also by ``generated + 1``)."""
+    return max(_lower(req), req.revealed_min_output_tokens)
+
+
 class AMin:
     def admit(self, view):
-        base = [(r.prompt_tokens, r.start, r.start + max(_lower(r), r.revealed_min_output_tokens, r.generated + 1))
-                for r in view.running]
-
-        def estimate(w):
-            return max(_lower(w), w.revealed_min_output_tokens)
-
-        ordered = sorted(view.waiting, key=lambda w: (estimate(w), w.arrival, w.position))
-
-        def fits(admitted, cand):
-            new = [(w.prompt_tokens, view.t, view.t + estimate(w)) for w in admitted + [cand]]
-            return future_peaks_fit(base + new, view.memory_tokens)
-
-        return greedy_prefix(view, ordered, fits)
+        ordered = sorted(view.waiting, key=lambda w: (_estimate(w), w.arrival, w.position))
+        return admit_while_future_fits(view, ordered, _estimate)
 
     def on_overflow(self, view):
-        return [r.id for r in sorted(view.running, key=lambda r: (r.generated, -max(_lower(r), r.generated + 1), -r.position))]
+        return [r.id for r in sorted(view.running, key=lambda r: (r.generated, -max(_estimate(r), r.generated + 1), -r.position))]
 
 
 def make():

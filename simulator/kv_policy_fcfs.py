@@ -6,11 +6,11 @@ are taken in arrival order (ties: position in the instance); a request is admitt
 everything running and everything admitted so far, memory stays <= M at every future completion
 round (predicted lengths, refined for running requests by what they have revealed). Admission
 stops at the first request that does not fit (no overtaking: strict FCFS). It never preempts
-when predictions do not under-estimate.
+when predictions do not under-estimate; with under-estimates the newest start is preempted first.
 """
 from __future__ import annotations
 
-from servopt.simulator.kv_rounds import expected_completion, future_peaks_fit, greedy_prefix
+from servopt.simulator.kv_rounds import admit_while_future_fits, newest_start_first
 
 NAME = "fcfs"
 PARAMS: dict = {}
@@ -18,16 +18,10 @@ PARAMS: dict = {}
 
 class FCFS:
     def admit(self, view):
-        base = [(r.prompt_tokens, r.start, expected_completion(r, r.predicted_output_tokens)) for r in view.running]
-
-        def fits(admitted, cand):
-            new = [(w.prompt_tokens, view.t, view.t + w.predicted_output_tokens) for w in admitted + [cand]]
-            return future_peaks_fit(base + new, view.memory_tokens)
-
-        return greedy_prefix(view, view.waiting, fits)
+        return admit_while_future_fits(view, view.waiting, lambda r: r.predicted_output_tokens)
 
     def on_overflow(self, view):
-        return [r.id for r in sorted(view.running, key=lambda r: (-r.start, -r.position))]
+        return newest_start_first(view)
 
 
 def make():

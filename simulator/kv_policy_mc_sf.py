@@ -12,7 +12,7 @@ revealed at least that). Never preempts when predictions do not under-estimate.
 """
 from __future__ import annotations
 
-from servopt.simulator.kv_rounds import expected_completion, future_peaks_fit, greedy_prefix
+from servopt.simulator.kv_rounds import admit_while_future_fits, newest_start_first
 
 NAME = "mc-sf"
 PARAMS: dict = {}
@@ -20,17 +20,11 @@ PARAMS: dict = {}
 
 class MCSF:
     def admit(self, view):
-        base = [(r.prompt_tokens, r.start, expected_completion(r, r.predicted_output_tokens)) for r in view.running]
         ordered = sorted(view.waiting, key=lambda w: (w.predicted_output_tokens, w.arrival, w.position))
-
-        def fits(admitted, cand):
-            new = [(w.prompt_tokens, view.t, view.t + w.predicted_output_tokens) for w in admitted + [cand]]
-            return future_peaks_fit(base + new, view.memory_tokens)
-
-        return greedy_prefix(view, ordered, fits)
+        return admit_while_future_fits(view, ordered, lambda r: r.predicted_output_tokens)
 
     def on_overflow(self, view):
-        return [r.id for r in sorted(view.running, key=lambda r: (-r.start, -r.position))]
+        return newest_start_first(view)
 
 
 def make():

@@ -135,6 +135,24 @@ def greedy_prefix(view: RoundView, ordered: Sequence[WaitingRequest], fits: Call
     return [w.id for w in admitted]
 
 
+def admit_while_future_fits(view: RoundView, ordered: Sequence[WaitingRequest], length_of: Callable) -> list[str]:
+    """MC-SF's admission test along ``ordered``: a shortest-first (or any-order) prefix that keeps
+    memory <= M at every future completion round, with lengths ``length_of(request)`` (a running
+    request is counted at least ``generated + 1`` long, what it has revealed)."""
+    base = [(r.prompt_tokens, r.start, expected_completion(r, length_of(r))) for r in view.running]
+
+    def fits(admitted, cand):
+        new = [(w.prompt_tokens, view.t, view.t + length_of(w)) for w in admitted + [cand]]
+        return future_peaks_fit(base + new, view.memory_tokens)
+
+    return greedy_prefix(view, ordered, fits)
+
+
+def newest_start_first(view: RoundView) -> list[str]:
+    """Fallback preemption order: the most recently started request first (ties: later position)."""
+    return [r.id for r in sorted(view.running, key=lambda r: (-r.start, -r.position))]
+
+
 def next_round_fits(view: RoundView, limit: float | None = None):
     """A ``fits`` test: memory in round t+1 (running + admitted + candidate) stays within ``limit`` (default M)."""
     cap = view.memory_tokens if limit is None else limit

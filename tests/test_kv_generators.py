@@ -57,3 +57,13 @@ def test_instance_round_trip_and_schedule_frame():
     assert list(df.columns) == ["id", "arrival", "start", "finish", "latency", "preemptions"]
     assert df.iloc[0]["latency"] == 5 and df.iloc[0]["preemptions"] == 1
     assert sched.to_dict() == {"requests": [{"id": "a", "start": 3, "finish": 5, "attempts": [{"start": 0, "preempted_at": 2}]}]}
+
+
+def test_result_json_reads_back_into_a_schedule():
+    from servopt.instances.kv_schedule import schedule_from_result
+
+    inst = kind.example_instance()
+    res = kind.simulate(inst, policy="vllm")
+    sched = schedule_from_result(inst, res)
+    assert sched.to_dict()["requests"] == res["requests"]
+    assert sched.objective_value(inst) == res["objective"] and sched.preemptions == res["preemptions"]
