@@ -151,7 +151,7 @@ def test_solver_timeout_reports_at_least_the_volume_bound():
     from servopt.analysis.kv_bounds import volume_lower_bound
 
     rng = np.random.default_rng(8)
-    inst = _instance([(0, 3, int(rng.integers(1, 40))) for _ in range(45)], 44)
+    inst = _instance([(0, 3, int(rng.integers(1, 40))) for _ in range(25)], 44)
     res = solve_optimum(inst, time_limit_s=0.5, rel_gap=0)
     assert res.bound is not None and res.bound >= volume_lower_bound(inst)
     assert res.bound_source in ("solver", "volume") and res.bound <= res.objective
