@@ -117,6 +117,21 @@ class VidurProfileCost:
         return out * (1 + BATCHING_OVERHEAD if batch > 1 else 1.0)
 
     def _prefill_attention_ms(self, chunk_eq: float, kv: float) -> float:
+        memo = self._pre_memo()
+        key = (chunk_eq, kv)
+        hit = memo.get(key)
+        if hit is None:
+            hit = memo[key] = self._prefill_attention_interp(chunk_eq, kv)
+            if len(memo) > 1 << 18:
+                memo.clear()
+        return hit
+
+    def _pre_memo(self) -> dict:
+        if not hasattr(self, "_memo"):
+            object.__setattr__(self, "_memo", {})
+        return self._memo
+
+    def _prefill_attention_interp(self, chunk_eq: float, kv: float) -> float:
         pc, pk = self._pre_lists()
         c = min(max(chunk_eq, pc[0]), pc[-1])
         k = min(max(kv, pk[0]), pk[-1])
@@ -283,3 +298,36 @@ def vidur_kv_capacity_tokens(*, params_per_gpu: float, kv_bytes_per_token_per_gp
                              margin_fraction: float = 0.1) -> int:
     """Vidur's KV capacity rule (its MemoryPlanner): (memory * (1 - margin) - 2 * params) / KV bytes."""
     return int((memory_gib * 2**30 * (1 - margin_fraction) - 2 * params_per_gpu) // kv_bytes_per_token_per_gpu)
+
+
+def vidur_sample_points(cost: VidurProfileCost, *, llm: str, gpu: str, tp: int, max_tokens: int = 4096) -> list:
+    """Iterations priced by Vidur's profiles, as ``costmodel.fit.MeasuredPoint`` rows: whole and
+    chunked prefills, decode batches over contexts, and Sarathi-style mixed batches."""
+    from servopt.costmodel.fit import MeasuredPoint
+
+    pts = []
+    for p in (64, 128, 256, 512, 1024, 2048, 4096):
+        if p <= max_tokens:
+            pts.append(MeasuredPoint(llm=llm, gpu=gpu, tp=tp, measured_ms=cost.iteration_ms([(p, 0)]),
+                                     prefill=[(p, 0)], table="vidur-prefill"))
+    for c, before in ((512, 512), (512, 1536), (512, 3072), (256, 2048)):
+        pts.append(MeasuredPoint(llm=llm, gpu=gpu, tp=tp, measured_ms=cost.iteration_ms([(c, before)]),
+                                 prefill=[(c, before)], table="vidur-chunk"))
+    for b in (1, 4, 16, 32, 64, 96, 128):
+        for ctx in (256, 1024, 2048, 3584):
+            pts.append(MeasuredPoint(llm=llm, gpu=gpu, tp=tp, measured_ms=cost.iteration_ms([], b, b * ctx),
+                                     decode=[(b, ctx)], table="vidur-decode"))
+    for b in (8, 32, 64):
+        for ctx in (512, 2048):
+            c = 512 - b
+            pts.append(MeasuredPoint(llm=llm, gpu=gpu, tp=tp, measured_ms=cost.iteration_ms([(c, 512)], b, b * ctx),
+                                     prefill=[(c, 512)], decode=[(b, ctx)], table="vidur-mixed"))
+    return pts
+
+
+def fit_roofline_to_vidur(cost: VidurProfileCost, *, llm: str, gpu: str, tp: int, seed: int = 0):
+    """A roofline efficiency ``Profile`` fitted (``costmodel.fit.fit_profile``) to Vidur-priced iterations."""
+    from servopt.costmodel.fit import fit_profile
+
+    pts = vidur_sample_points(cost, llm=llm, gpu=gpu, tp=tp)
+    return fit_profile(pts, name=f"vidur-fit-{gpu}-tp{tp}", gpus=(gpu,), source=cost.source, seed=seed)

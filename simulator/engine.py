@@ -75,6 +75,7 @@ class SimResult:
     makespan_s: float
     config: dict
     unserved: list
+    max_in_flight: int = 0
     iteration_log: object = None  # pandas DataFrame when SimConfig.log_iterations
     cache: dict | None = None
 
@@ -138,10 +139,12 @@ def simulate(requests, cost, config: SimConfig, *, progress=None) -> SimResult:
     cols = _Columns()
     unserved: list = []
     finished = [0]
+    in_flight = [0, 0]  # now, peak: requests arrived and not finished (what the engine's memory follows)
 
     def on_finish(req, rep):
         cols.add(req, rep.index)
         finished[0] += 1
+        in_flight[0] -= 1
         if progress is not None and finished[0] % 2000 == 0:
             progress(finished[0])
 
@@ -225,6 +228,9 @@ def simulate(requests, cost, config: SimConfig, *, progress=None) -> SimResult:
     while heap:
         now, kind, _, a, b = heapq.heappop(heap)
         if kind == ARRIVAL:
+            in_flight[0] += 1
+            if in_flight[0] > in_flight[1]:
+                in_flight[1] = in_flight[0]
             rep = router.route(a, front, now)
             a.replica = rep.index
             rep.n_assigned += 1
@@ -277,4 +283,4 @@ def simulate(requests, cost, config: SimConfig, *, progress=None) -> SimResult:
         log = pd.concat(frames, ignore_index=True) if frames else None
     cfg = {k: v for k, v in config.__dict__.items()}
     return SimResult(columns=data, replicas=rep_stats, wall_s=time.perf_counter() - t_wall, makespan_s=makespan,
-                     config=cfg, unserved=unserved, iteration_log=log)
+                     config=cfg, unserved=unserved, max_in_flight=in_flight[1], iteration_log=log)

@@ -161,7 +161,9 @@ class Replica:
 
     def growth_fits(self) -> bool:
         """Whether the decode set's next step fits (cheap when at least one block per sequence is free)."""
-        avail = self.available_blocks()
+        avail = self.total_blocks - self.other_blocks - self.decode_blocks()
+        if self.cache:
+            avail -= self.cache.blocks - self.cache.evictable_blocks
         return avail >= self.n_dec or self.decode_growth_blocks() <= avail
 
     def blocks_for(self, tokens: int) -> int:
