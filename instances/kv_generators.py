@@ -24,7 +24,9 @@ one round is that many decode steps: ``s' = ceil(s/k)``, ``o' = ceil(o/k)``, ``M
 (the coarsening of research/pyomo-highs.md §6.6; the footprint still grows by one unit per round,
 so the model is unchanged). The paper's trace study uses M = 16,492 tokens (Llama2-70B on two
 A100s, notes §1.6), the default here. Arrivals: ``"trace"`` keeps the Azure window's real
-inter-arrival times at ``round_ms`` per round (rounded down); ``"poisson"`` draws per-round
+inter-arrival times, with one round lasting ``tokens_per_unit * decode_step_ms`` (default 50 ms
+per decode step: the batch-time fit of the same paper, tau = (0.0027 c + 0.52) b + 44.6 + 0.378 P
+ms, is 45-60 ms for decode batches of a few dozen requests; notes §1.6), rounded down; ``"poisson"`` draws per-round
 Poisson(rate) counts; ``"all_at_zero"`` puts every request at round 0. Requests that would not fit
 alone (``s' + o' > M'``) are dropped and counted in ``meta``.
 """
@@ -105,7 +107,7 @@ def trace_lengths(source: str) -> list[tuple[float | None, int, int]]:
 
 
 def trace(seed=0, *, source: str = "azure_conv", n: int = 50, memory_tokens: int = PAPER_TRACE_MEMORY_TOKENS,
-          tokens_per_unit: int = 128, arrivals: str = "trace", rate: float = 1.0, round_ms: float = 50.0,
+          tokens_per_unit: int = 32, arrivals: str = "trace", rate: float = 1.0, decode_step_ms: float = 50.0,
           name: str = "") -> dict:
     """A trace-driven instance (module docstring): n consecutive requests from a random offset."""
     if arrivals not in ("trace", "poisson", "all_at_zero"):
@@ -118,6 +120,7 @@ def trace(seed=0, *, source: str = "azure_conv", n: int = 50, memory_tokens: int
     rng = _rng(seed)
     offset = int(rng.integers(0, max(1, len(rows) - n)))
     chosen = rows[offset: offset + n]
+    round_ms = k * float(decode_step_ms)
     if arrivals == "trace":
         t0 = chosen[0][0]
         rounds = [int(math.floor((at - t0) * 1000.0 / round_ms)) for at, _, _ in chosen]
