@@ -37,13 +37,19 @@ GPU): with ``--tp T`` the per-GPU shard of a TP-``T`` deployment is timed, and t
 communication from its own interconnect term.
 
 Timing (METHOD.md of the device notes; Vidur, Agrawal et al. MLSys'24, times operators the same
-way): every shape is run twice eagerly, captured in a CUDA graph (one graph for the layer stack,
-one for embedding + head), replayed ``warmup`` times, then replayed ``repeats`` times with a CUDA
-event pair around each replay; the median is kept with the 10th/90th percentiles. Inputs, weights
-and the KV cache hold random normal values (never zeros). When only ``layers_timed`` of the
-``num_layers`` layers are built (the model does not fit, or to save time), the iteration time is
-``head_ms + stack_ms * num_layers / layers_timed``: layers are identical, so the stack scales
-linearly; ``scaling_check`` in the profile measures that against the full stack where it fits.
+way): every shape is run once eagerly, captured in a CUDA graph (one graph for the full-depth layer
+stack, one for embedding + head), replayed ``warmup`` times, then replayed ``repeats`` times (5 to
+``max_repeats``, as many as fit a time budget) with a CUDA event pair around each replay; the
+median of ``head + stack`` is kept with the 10th/90th percentiles. Inputs, weights and the KV
+cache hold random normal values (never zeros). The stack always runs the model's full depth
+``num_layers``. When only ``layers_timed`` distinct layers are built (the model does not fit, or to
+save time) layer ``i`` uses the weights and KV buffer of built layer ``i mod layers_timed``: the GPU
+executes every kernel of the real iteration, and the reused weights cannot be served from the
+50 MB L2 cache because the other built layers' weights (>= 100 MB each for 7B-class and larger
+models) stream through it in between. ``scaling_check`` measures this against the distinct full
+stack where it fits. (Timing fewer layers and scaling by ``num_layers / layers_timed`` was tried
+first and rejected: the smoke run on the H100 showed a fixed ~0.1 ms per graph replay that the
+scaling multiplied, +10% on an 8B prefill of 64 tokens; costmodel/PROFILING_NOTES.md.)
 """
 from __future__ import annotations
 
@@ -369,7 +375,8 @@ def plan_memory(sh: Shard, grid_shapes: list[BatchShape], free_bytes: int, layer
 
 @dataclass
 class Measurement:
-    """One timed shape: iteration time of the whole model (scaled if layers were left out)."""
+    """One timed shape: iteration time of the whole model, ``head_ms + stack_ms`` (medians of
+    the per-replay sums, with their 10th/90th percentiles ``p10_ms``/``p90_ms``)."""
 
     shape: BatchShape
     time_ms: float
@@ -443,6 +450,9 @@ def write_json_atomic(data: dict, path: str | os.PathLike) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(data, fh, indent=1, sort_keys=False)
             fh.write("\n")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make the shipped file unreadable to others
         os.replace(tmp, target)
     except BaseException:
         try:
@@ -636,8 +646,12 @@ class DecoderStack:
         p = torch.cat(pos).clamp_(max=self.max_position - 1).to(self.device)
         return self.cos_table[p].unsqueeze(1), self.sin_table[p].unsqueeze(1)
 
-    def forwards(self, shape: BatchShape):
+    def forwards(self, shape: BatchShape, depth: int | None = None):
+        """(stack, head) closures for ``shape``; the stack runs ``depth`` layers (default: the
+        model's), cycling through the ``layers`` built ones (weights and KV buffers of layer
+        ``i`` are those of built layer ``i mod layers``)."""
         torch, sh = self.torch, self.sh
+        depth = sh.num_layers if depth is None else depth
         F = torch.nn.functional
         n = shape.new_tokens
         x_in = torch.randn(n, sh.hidden, device=self.device, dtype=self.dtype)
@@ -690,8 +704,8 @@ class DecoderStack:
 
         def stack():
             x = x_in
-            for li in range(self.layers):
-                x = layer(li, x)
+            for i in range(depth):
+                x = layer(i % self.layers, x)
             return x
 
         def head():
@@ -711,8 +725,7 @@ def time_graph(torch, fn, *, warmup: int, repeats: int | Callable[[float], int])
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
-        for _ in range(2):
-            fn()
+        fn()  # allocations, cuBLAS handles and kernel selection happen here, outside the graph
     torch.cuda.current_stream().wait_stream(stream)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
@@ -748,7 +761,7 @@ def measure_shapes(torch, stack: DecoderStack, shapes: list[BatchShape], *, num_
     out, skipped = [], []
     for i, shape in enumerate(shapes):
         try:
-            stack_fn, head_fn = stack.forwards(shape)
+            stack_fn, head_fn = stack.forwards(shape, num_layers)
             st = time_graph(torch, stack_fn, warmup=warmup,
                             repeats=lambda est: repeats_for(est, budget_ms, 5, max_repeats))
             hd = time_graph(torch, head_fn, warmup=warmup, repeats=len(st))
@@ -758,8 +771,7 @@ def measure_shapes(torch, stack: DecoderStack, shapes: list[BatchShape], *, num_
             skipped.append({"shape": shape.to_dict(), "reason": "CUDA out of memory"})
             log(f"  [{i + 1}/{len(shapes)}] {shape.key()}: out of memory, skipped")
             continue
-        scale = num_layers / stack.layers
-        totals = [h + s * scale for s, h in zip(st, hd)]
+        totals = [h + s for s, h in zip(st, hd)]
         med, p10, p90 = summarise_percentiles(totals)
         out.append(Measurement(shape, med, statistics.median(st), statistics.median(hd), p10, p90, len(st)))
         log(f"  [{i + 1}/{len(shapes)}] {shape.regime:7s} {shape.key():34s} {med:9.3f} ms "
@@ -827,7 +839,7 @@ def profile_llm(torch, llm: LLM, tp: int, grid: ProfileGrid, *, layers: int | No
     torch.cuda.empty_cache()
     scaling = []
     if scaling_check_layers and plan.layers_timed == sh.num_layers and scaling_check_layers < sh.num_layers:
-        # Same shapes with fewer layers, scaled up: validates head + stack * L / layers_timed.
+        # Same shapes through a few built layers cycled to full depth: validates the cycling.
         few = DecoderStack(torch, sh, scaling_check_layers, plan.kv_budget_tokens, dev, dtype, attention_impl=impl, seed=1)
         picks = [p for i, p in enumerate(points) if i % 4 == 0]
         checked, _ = measure_shapes(torch, few, [p.shape for p in picks], num_layers=sh.num_layers, warmup=warmup,
@@ -836,7 +848,7 @@ def profile_llm(torch, llm: LLM, tp: int, grid: ProfileGrid, *, layers: int | No
         for c in checked:
             f = full[c.shape]
             scaling.append({**c.shape.to_dict(), "regime": c.regime, "full_ms": round(f.time_ms, 5),
-                            "scaled_ms": round(c.time_ms, 5), "layers_timed": scaling_check_layers,
+                            "cycled_ms": round(c.time_ms, 5), "layers_built": scaling_check_layers,
                             "rel_err": round((c.time_ms - f.time_ms) / f.time_ms, 5)})
         del few
         torch.cuda.empty_cache()

@@ -42,7 +42,7 @@ def add_arguments(p) -> None:
     p.add_argument("--scaling-check", type=int, default=0, metavar="N",
                    help="also time every 4th shape with N layers to validate the per-layer scaling")
     p.add_argument("--repeats", type=int, default=15, help="most timed replays per shape (default 15, least 5)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed graph replays before timing (default 3)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed graph replays before timing (default 2)")
     p.add_argument("--no-ceilings", action="store_true", help="skip the matmul and copy ceiling measurements")
     p.add_argument("--no-fit", action="store_true", help="write the measurements only; fit later with servopt costmodel fit")
 
