@@ -58,6 +58,10 @@ def detect_format(path: str | Path) -> str:
     for fmt in ("azure", "vidur", "csv", "lengths"):
         if cols >= set(_HEADERS[fmt]):
             return fmt
+    best = max(("csv", "azure", "vidur", "lengths"), key=lambda f: len(cols & set(_HEADERS[f])))
+    if cols & set(_HEADERS[best]):
+        missing = [c for c in _HEADERS[best] if c not in cols][0]
+        raise InputError(f"{path}:{missing}", f"required column is missing (header: {', '.join(header)})")
     raise InputError(f"{path}:header", "unrecognised columns " + ", ".join(sorted(cols))
                      + "; expected arrival_s,prompt_tokens,output_tokens (plain CSV), TIMESTAMP,ContextTokens,GeneratedTokens"
                      " (Azure), num_prefill_tokens,num_decode_tokens (length table) or Time,PromptTokenCount,"

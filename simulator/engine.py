@@ -51,6 +51,7 @@ class SimConfig:
     seed: int = 0
     unservable: str = "error"  # or "drop": report requests that cannot fit an empty replica
     log_iterations: bool = False
+    skip_ahead: bool = True  # False: step every iteration (for cross-checks; same results, slower)
 
     def __post_init__(self):
         if self.kv_tokens < self.block_size:
@@ -177,7 +178,8 @@ def simulate(requests, cost, config: SimConfig, *, progress=None) -> SimResult:
                                 kv_blocks_per_entry=-(-config.prefix_block_tokens // bs))
         reps.append(Replica(i, total_blocks=total_blocks, block_size=bs, timer=timer, scheduler=sched, cache=cache,
                             swap_s_per_token=swap_s_per_token, role=role, on_finish=on_finish,
-                            on_handoff=on_handoff, log_iterations=config.log_iterations))
+                            on_handoff=on_handoff, log_iterations=config.log_iterations,
+                            skip_ahead=config.skip_ahead))
     front = reps if config.pd is None else reps[: config.pd[0]]
     back = reps[config.pd[0]:] if config.pd is not None else None
     rng = np.random.default_rng(config.seed)
@@ -218,9 +220,9 @@ def simulate(requests, cost, config: SimConfig, *, progress=None) -> SimResult:
                 continue
             push(req.arrival, ARRIVAL, req)
             return
-        for rep in reps:
+        for rep in reps:  # policies that hold requests back until a threshold (WAIT) now drain
             rep.sched.arrivals_done = True
-            if rep.step is None and rep.sched.n_waiting():
+            if rep.step is not None or rep.sched.n_waiting() or rep.paused:
                 wake(rep, last_arrival[0])
 
     next_arrival()

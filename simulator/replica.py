@@ -85,7 +85,7 @@ class Req:
 class Replica:
     def __init__(self, index, *, total_blocks: int, block_size: int, timer, scheduler, cache=None,
                  swap_s_per_token: float = 0.0, role: str = "both", on_finish=None, on_handoff=None,
-                 log_iterations: bool = False):
+                 log_iterations: bool = False, skip_ahead: bool = True):
         self.index = index
         self.total_blocks = int(total_blocks)
         self.bs = int(block_size)
@@ -125,6 +125,7 @@ class Replica:
         self.peak_blocks = 0
         self.preemptions = 0
         self.log = [] if log_iterations else None
+        self.skip_ahead = skip_ahead
 
     # ---------------------------------------------------------------- memory
     def decode_blocks(self) -> int:
@@ -419,7 +420,7 @@ class Replica:
             return None
         self.busy = True
         stall, self.stall_s = self.stall_s, 0.0
-        if chunks or horizon == 1:
+        if chunks or horizon == 1 or not self.skip_ahead:
             ctx = self.decode_context_tokens() if decode else 0
             dur = self.timer.mixed_s([(c, r.done_prefill) for r, c in chunks], self.n_dec if decode else 0, ctx) + stall
             self.step = ("mixed", chunks, decode, now, dur)

@@ -96,6 +96,8 @@ class NestedWAIT(ContinuousBatching):
             if nxt < m:
                 left = self.bounds[nxt] - g
                 h = left if h is None else min(h, left)
+        if rep.paused:  # a paused request may get a freed stage slot after any step
+            h = 1
         return chunks, True, h
 
 

@@ -197,27 +197,40 @@ class PriorityPreemptive(ContinuousBatching):
             if r.state == PAUSED:
                 rep.resume(r)
         self.ensure_growth(rep)
-        self.swap_in(rep)
-        # better waiting requests take the place (and, when memory is short, the KV) of worse residents
-        while self.n_waiting():
-            cand = self.peek()
+        # waiting and swapped-out requests, best first, take the place (and, when memory is short,
+        # the KV) of worse residents
+        swapped = sorted(rep.swapped, key=self.priority)
+        while True:
+            head = self.peek()
+            if swapped and (head is None or self.priority(swapped[0]) <= self.priority(head)):
+                cand, from_swap = swapped[0], True
+            elif head is not None:
+                cand, from_swap = head, False
+            else:
+                break
             key = self.priority(cand)
             running = list(rep.d_req) + list(rep.prefilling)
             worst = max(running, key=self.priority) if running else None
             if len(running) >= self.max_batch:
                 if worst is None or self.priority(worst) <= key:
                     break
-                rep.pause(worst) if worst.state == DECODE else None
-                if worst.state == PREFILL:
+                if worst.state == DECODE:
+                    rep.pause(worst)
+                else:
                     rep.preempt(worst, self.preempt_mode)
                 continue
-            if rep.try_admit(cand, watermark_blocks=int(self.watermark * rep.total_blocks)):
+            if from_swap:
+                if rep.try_swap_in(cand):
+                    swapped.pop(0)
+                    continue
+            elif rep.try_admit(cand, watermark_blocks=int(self.watermark * rep.total_blocks)):
                 self.pop()
                 continue
             victims = [r for r in list(rep.paused) + running if self.priority(r) > key]
             if not victims:
                 break
             rep.preempt(max(victims, key=self.priority), self.preempt_mode)
+            swapped = sorted(rep.swapped, key=self.priority)
         self.ensure_growth(rep)
         budget = self.token_budget - rep.n_dec
         chunks = []
@@ -227,7 +240,10 @@ class PriorityPreemptive(ContinuousBatching):
             c = min(req.target - req.done_prefill, budget)
             chunks.append((req, c))
             budget -= c
-        return chunks, True, self.horizon(rep)
+        # while anything waits or sits outside the batch, the ranking against memory can change at
+        # any step (blocks fill up), so re-plan every iteration; otherwise only events change it
+        contended = self.n_waiting() or rep.swapped or rep.paused
+        return chunks, True, (1 if contended else self.horizon(rep))
 
     def before_plan(self, rep):
         pass

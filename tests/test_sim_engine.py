@@ -70,3 +70,84 @@ def test_single_request_hand_timing():
     dec = sum((10 + 1 * (8 + g)) / 1000 for g in range(1, 4))  # contexts 9, 10, 11
     assert df.loc[0, "first_token_s"] == pytest.approx(ttft)
     assert df.loc[0, "finish_s"] == pytest.approx(ttft + dec)
+
+
+def _sample(n=120, scale=1.0):
+    from servopt.instances.traces import iter_trace
+    from servopt.simulator.engine import _as_req  # noqa: F401 - import check only
+
+    reqs = list(iter_trace(Path(__file__).resolve().parents[1] / "instances" / "data" / "trace_azure_conv_sample.csv", limit=n))
+    return [Request(r.id, r.arrival * scale, r.prompt_tokens, r.output_tokens, output_tokens_interval=(max(1, r.output_tokens // 2), 2 * r.output_tokens)) for r in reqs]
+
+
+from pathlib import Path  # noqa: E402
+
+SCHEDULERS_TO_COMPARE = ["sarathi", "vllm", "orca", "static", "sjf", "srpt", "fastserve", "mcsf", "amin", "wait", "nested_wait"]
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS_TO_COMPARE)
+def test_skip_ahead_equals_stepping_every_iteration(scheduler):
+    """Closed-form decode stretches give exactly the times of stepping one iteration at a time."""
+    timer = LinearTimer(d0_ms=20.0, d1_ms=0.002, prefill_ms_per_token=0.15)
+    reqs = _sample(80, scale=0.05)  # compressed arrivals: queueing, preemptions
+    runs = []
+    for skip in (True, False):
+        cfg = SimConfig(kv_tokens=12000, replicas=2, scheduler=scheduler, block_size=16, skip_ahead=skip,
+                        scheduler_options={"token_budget": 512, "max_batch": 32}, kv_bytes_per_token=1e5)
+        runs.append(simulate(reqs, timer, cfg).to_dataframe().set_index("id").sort_index())
+    a, b = runs
+    assert len(a) == len(reqs)
+    np.testing.assert_allclose(a["first_token_s"], b["first_token_s"], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(a["finish_s"], b["finish_s"], rtol=1e-12, atol=1e-12)
+    assert (a["preemptions"] == b["preemptions"]).all()
+
+
+def test_recompute_preempts_the_newest_and_keeps_its_tokens():
+    """Two requests that cannot both finish in 48 tokens of KV: the later-admitted one is preempted
+    by recompute (vLLM), resumes after the first finishes and its output count is unchanged."""
+    timer = UnitTimer(prefill_cost=True)
+    reqs = [Request("old", 0.0, 16, 20), Request("new", 0.0, 16, 20)]
+    cfg = SimConfig(kv_tokens=48, block_size=4, scheduler="vllm", scheduler_options={"watermark": 0.0}, log_iterations=True)
+    res = simulate(reqs, timer, cfg)
+    df = res.to_dataframe().set_index("id")
+    assert df.loc["old", "preemptions"] == 0
+    assert df.loc["new", "preemptions"] >= 1
+    assert df.loc["old", "finish_s"] < df.loc["new", "finish_s"]
+    from servopt.analysis.sim_check import check_run
+
+    assert check_run(res, reqs) == []
+
+
+def test_pd_disaggregation_hand_timing():
+    """Prefill on replica 0, KV over a 1 GB/s link, decode on replica 1: times add up by hand."""
+    timer = LinearTimer(d0_ms=10.0, d1_ms=0.0, prefill_ms_per_token=1.0)
+    r = Request("a", 0.0, 100, 5)
+    cfg = SimConfig(kv_tokens=1024, block_size=16, pd=(1, 1), link_gb_per_s=1.0, kv_bytes_per_token=1e6)
+    df = simulate([r], timer, cfg).to_dataframe()
+    ttft = (10 + 100) / 1000
+    transfer = 100 * 1e6 / 1e9  # the prompt's KV (100 tokens) after the prefill emitted token 1
+    decode = 4 * 10 / 1000
+    assert df.loc[0, "first_token_s"] == pytest.approx(ttft)
+    assert df.loc[0, "finish_s"] == pytest.approx(ttft + transfer + decode)
+    assert df.loc[0, "prefill_replica"] == 0 and df.loc[0, "replica"] == 1
+
+
+def test_deterministic_for_a_seed():
+    timer = LinearTimer(d0_ms=20.0, d1_ms=0.002, prefill_ms_per_token=0.15)
+    reqs = _sample(60, scale=0.2)
+    cfg = SimConfig(kv_tokens=20000, replicas=3, router="power_of_two", seed=7)
+    a = simulate(reqs, timer, cfg).to_dataframe()
+    b = simulate(reqs, timer, cfg).to_dataframe()
+    assert a.equals(b)
+    c = simulate(reqs, timer, SimConfig(kv_tokens=20000, replicas=3, router="power_of_two", seed=8)).to_dataframe()
+    assert not (a["replica"].to_numpy() == c["replica"].to_numpy()).all()
+
+
+def test_unservable_request_is_an_error_or_reported():
+    from servopt.errors import InputError
+
+    reqs = [Request("ok", 0.0, 10, 10), Request("huge", 1.0, 5000, 10)]
+    with pytest.raises(InputError, match="huge"):
+        simulate(reqs, UnitTimer(), SimConfig(kv_tokens=1024))
+    res = simulate(reqs, UnitTimer(), SimConfig(kv_tokens=1024, unservable="drop"))
+    assert res.unserved == ["huge"] and len(res.to_dataframe()) == 1
