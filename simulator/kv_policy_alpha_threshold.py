@@ -9,7 +9,9 @@ independently with probability beta, repeated over the survivors until the batch
 (beta = 1: every running request is cleared, the paper's alpha-greedy). The paper picks
 alpha = 0.21 / 0.24 on its trace and sweeps alpha in {0.3, 0.25, 0.2, 0.1}, beta in {0.2, 0.1};
 the defaults here are alpha = 0.2, beta = 0.2 (with beta = 1 the shipped example already clears
-forever at alpha = 0.2). Draws use numpy's default_rng(seed).
+forever at alpha = 0.2). Draws use numpy's default_rng(seed): one ``random()`` per running
+request per overflow pass, in the view's running order (start round, then position), none when
+beta = 1.
 A too-small alpha can make the policy clear forever; the simulator stops it with a clear error.
 """
 from __future__ import annotations

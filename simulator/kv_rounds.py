@@ -36,8 +36,10 @@ hold in round ``t + 1``: ``sum (s_j + t + 1 - p_j)`` over running ``j``.
 What a policy sees (``RoundView``): the round, ``M``, the waiting and running requests with their
 ids, arrivals, prompt tokens, predicted output tokens (``predicted_output_tokens`` when given,
 else the true length: the paper's synthetic study uses exact lengths), interval predictions, start
-round and tokens generated so far (``t - p``) for running ones, and the count of earlier
-preemptions. It never sees a true output length when a prediction is given, nor future arrivals.
+round and tokens generated so far (``t - p``) for running ones, the count of earlier
+preemptions and the length revealed by earlier attempts (``revealed_min_output_tokens``: an
+attempt preempted after ``g`` tokens shows the length is at least ``g + 1``). Waiting requests
+are listed in queue order, running ones by (start round, position). It never sees a true output length when a prediction is given, nor future arrivals.
 A request still running in round ``t`` has revealed that its length is at least ``t - p + 1``.
 
 Policies are modules ``simulator/kv_policy_<name>.py`` defining ``NAME``, ``PARAMS`` (defaults)
