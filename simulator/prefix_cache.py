@@ -94,6 +94,7 @@ class PrefixCache:
                 continue
             e = Entry(k, d, self.clock)
             e.refs = 1
+            e.hits = 1  # the request that computed it is its first use
             self.entries[k] = e
             added.append(k)
         return added

@@ -81,6 +81,7 @@ class NestedWAIT(ContinuousBatching):
             elif r not in active and r.state == DECODE:
                 rep.pause(r)
         self.ensure_growth(rep)
+        self.swap_in(rep)
         chunks = []
         if K >= 1:
             for _ in range(min(self.n[0], q1)):

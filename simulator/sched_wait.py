@@ -52,6 +52,7 @@ class WAIT(ContinuousBatching):
                 elif k >= n and r.state == DECODE:
                     rep.pause(r)
         self.ensure_growth(rep)
+        self.swap_in(rep)
         queues = defaultdict(list)
         for r in self.waiting_list():
             queues[self.type_of(r)].append(r)
