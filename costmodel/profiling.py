@@ -751,6 +751,21 @@ def time_graph(torch, fn, *, warmup: int, repeats: int | Callable[[float], int])
     return times
 
 
+def spin_up(torch, seconds: float = 0.5) -> None:
+    """Keep the GPU busy for ``seconds`` so that its clocks are up before the first timed shape.
+
+    Why: in the first H100 run, the first shape timed after building a new stack (an idle second or
+    two) came out 10 % slower than the same shape timed again later (costmodel/PROFILING_NOTES.md).
+    """
+    a = torch.randn(4096, 4096, device="cuda", dtype=torch.bfloat16)
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for _ in range(20):
+            a = (a @ a).clamp_(-1.0, 1.0)
+        torch.cuda.synchronize()
+    del a
+
+
 def repeats_for(estimate_ms: float, budget_ms: float, lo: int, hi: int) -> int:
     """Replays that fit ``budget_ms``, between ``lo`` and ``hi``."""
     return int(max(lo, min(hi, budget_ms // max(estimate_ms, 1e-3))))
@@ -759,6 +774,7 @@ def repeats_for(estimate_ms: float, budget_ms: float, lo: int, hi: int) -> int:
 def measure_shapes(torch, stack: DecoderStack, shapes: list[BatchShape], *, num_layers: int, warmup: int,
                    max_repeats: int, budget_ms: float, log: Callable[[str], None]) -> tuple[list[Measurement], list[dict]]:
     out, skipped = [], []
+    spin_up(torch)
     for i, shape in enumerate(shapes):
         try:
             stack_fn, head_fn = stack.forwards(shape, num_layers)

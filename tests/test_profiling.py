@@ -141,6 +141,15 @@ def test_read_profile_names_the_bad_field(tmp_path):
         P.read_profile(bad)
 
 
+def _cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(_cuda(), reason="this machine has a CUDA GPU")
 def test_profile_without_cuda_is_one_line_and_writes_nothing(run_cli, tmp_path):
     out = tmp_path / "p.json"
     code, _, err = run_cli("profile", "--llm", "llama-3.1-8b", "--grid", "quick", "--out", out)
@@ -227,3 +236,25 @@ def test_cycled_stack_equals_explicit_layer_repetition():
     torch.manual_seed(3)
     shallow, _ = two.forwards(shape, depth=2)
     assert not torch.allclose(shallow(), a)
+
+
+@pytest.mark.skipif(not _cuda(), reason="needs a CUDA GPU (runs on the device machine)")
+def test_profile_end_to_end_on_cuda(tmp_path):
+    """The whole GPU path on a small catalog model: flash attention checked, times ordered, file written."""
+    dev = torch.device("cuda")
+    impl, err = P.choose_attention(torch, dev, torch.bfloat16)
+    assert impl == "flash" and err < 2e-2
+    out = tmp_path / "p.json"
+    prof = P.run_profile([get_llm("llama-2-7b")], [1, 2], gpu="h100-sxm", grid=P.quick_grid(), layers=2, out=str(out),
+                         max_repeats=5, ceilings=True, log=lambda s: None)
+    data = P.read_profile(out)
+    assert data["runs"] == prof["runs"] and len(data["runs"]) == 2
+    assert data["ceilings"]["matmul_tflops"] > 100 and data["ceilings"]["copy_gb_per_s"] > 500
+    for run in data["runs"]:
+        assert run["layers_timed"] == 2 and len(run["points"]) == len(P.quick_grid().shapes)
+        for p in run["points"]:
+            assert 0 < p["p10_ms"] <= p["time_ms"] <= p["p90_ms"]
+            assert p["head_ms"] < p["time_ms"]
+    tp1 = {json.dumps(p["prefill"]) + str(p["decode_batch"]): p["time_ms"] for p in data["runs"][0]["points"]}
+    tp2 = {json.dumps(p["prefill"]) + str(p["decode_batch"]): p["time_ms"] for p in data["runs"][1]["points"]}
+    assert all(tp2[k] < tp1[k] for k in tp1)  # half the work per GPU
