@@ -146,6 +146,8 @@ class BatchShape:
             return cls(prefill, int(data.get("decode_batch", 0)), int(data.get("decode_ctx_tokens", 0)))
         except (TypeError, ValueError, AttributeError) as exc:
             raise InputError(path, f"malformed batch shape ({exc})") from None
+        except InputError as exc:
+            raise InputError(f"{path}.{exc.field.removeprefix('shape').lstrip('.')}".rstrip("."), exc.message) from None
 
 
 def _p(chunk: int, cached: int = 0, count: int = 1) -> tuple[tuple[int, int], ...]:
@@ -397,6 +399,11 @@ class Measurement:
 
     @classmethod
     def from_dict(cls, d: dict, path: str = "point") -> "Measurement":
+        if not isinstance(d, dict):
+            raise InputError(path, "expected an object")
+        t = d.get("time_ms")
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
+            raise InputError(f"{path}.time_ms", f"must be a finite number > 0, got {t!r}")
         try:
             return cls(BatchShape.from_dict(d, path), float(d["time_ms"]), float(d.get("stack_ms", d["time_ms"])),
                        float(d.get("head_ms", 0.0)), float(d.get("p10_ms", d["time_ms"])),
@@ -430,9 +437,15 @@ class ProfileRun:
 
     @classmethod
     def from_dict(cls, d: dict, path: str = "runs[0]") -> "ProfileRun":
+        if not isinstance(d, dict):
+            raise InputError(path, "expected an object")
         for key in ("llm", "tp", "points"):
             if key not in d:
                 raise InputError(f"{path}.{key}", "required field is missing")
+        if isinstance(d["tp"], bool) or not isinstance(d["tp"], int) or d["tp"] < 1:
+            raise InputError(f"{path}.tp", f"must be a positive integer, got {d['tp']!r}")
+        if not isinstance(d["points"], list) or not d["points"]:
+            raise InputError(f"{path}.points", "expected a non-empty list of timed shapes")
         pts = [Measurement.from_dict(p, f"{path}.points[{i}]") for i, p in enumerate(d["points"])]
         return cls(d["llm"], int(d["tp"]), int(d.get("num_layers", 0)), int(d.get("layers_timed", 0)),
                    d.get("grid", "?"), d.get("attention_impl", "?"), d.get("attention_check_rel_err"), pts,

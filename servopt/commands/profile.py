@@ -78,6 +78,8 @@ def run(args) -> int:
     if args.gpu is not None:
         get_gpu(args.gpu, "--gpu")
     for llm in llms:
+        if args.layers is not None and not 1 <= args.layers <= llm.num_layers:
+            raise InputError("--layers", f"must be between 1 and {llm.num_layers} for {llm.name}, got {args.layers}")
         for tp in tps:
             profiling.shard(llm, tp)
     torch = profiling.require_cuda()
