@@ -39,6 +39,18 @@ max flow of a layout is the max flow 0 -> L on the line (exact). Otherwise it is
     Σ_{(c,s,k): s <= l < s+k} n[c,s,k] >= 1                   (_layer_cover_rule, valid for F > 0)
     F <= U
 
+With ``threshold`` F_t (only layouts with F >= F_t are sought), per layer l (ours):
+
+    F >= F_t                                                  (threshold)
+    Σ_{covering l} min(T_c(k), F_t)·n[c,s,k] >= F_t           (_threshold_knapsack_rule)
+    Σ_{covering l} phi_r(min(T_c(k)/F_t, 1))·n[c,s,k] >= r    (_threshold_cover_rule, r in cover_orders)
+
+where phi_r(a) = min(r, 1 + floor((r-1)·a)). Validity: the nodes covering l carry the whole flow F,
+each at most min(T, F), so Σ (min(T, F)/F)·n >= 1; min(T, F)/F is non-increasing in F, so the
+same holds with F_t in place of F (the knapsack row). phi_r is non-decreasing and subadditive
+with phi_r(1) = r (floor(x) + floor(y) >= floor(x + y) - 1), hence Σ phi_r(a)·n >= phi_r(Σ a·n) >= r.
+r = 2 reads "one node that carries F alone, or at least two nodes".
+
 Its LP bound is the saturation bound U (research/placement-anchors.md §1.7), where Helix's is the
 big-M bound. ``prune_below`` (optional) drops arcs whose capacity cannot help a flow >= that value
 alone AND with partners: none are dropped by default. ``mirror_break`` adds the symmetry cut
@@ -213,6 +225,13 @@ def _build_boundary(instance, *, upper_bound, threshold, cover_orders, layer_cov
             ) >= r
 
         m.threshold_cover = pyo.Constraint(m.Lay, m.Orders, rule=_threshold_cover_rule)
+
+        def _threshold_knapsack_rule(m, layer):
+            return sum(
+                min(by_key[a[0]].throughput_tokens_per_s[a[2] - 1], threshold) * m.n[a] for a in covers[layer]
+            ) >= threshold
+
+        m.threshold_knapsack = pyo.Constraint(m.Lay, rule=_threshold_knapsack_rule)
     if mirror_break and L > 1:
         m.mirror = pyo.Constraint(expr=sum(m.n[a] for a in covers[0]) >= sum(m.n[a] for a in covers[L - 1]))
     m.obj = pyo.Objective(expr=m.F, sense=pyo.maximize)

@@ -288,6 +288,128 @@ def single_chain_layout(instance: LayerPlacementInstance) -> Layout | None:
     return Layout(ranges)
 
 
+def _stage_patterns(classes, L: int, F: float, limit: int) -> list[tuple[tuple[int, ...], int, float]]:
+    """Groups (count per class, length l) whose summed T(l) reaches F, the last node added needed."""
+    out: list = []
+    C = len(classes)
+    per_length = max(limit // max(L, 1), 20)
+    for length in range(1, L + 1):
+        stop_at = len(out) + per_length
+        usable = [c for c in range(C) if classes[c].max_layers >= length]
+        if not usable:
+            continue
+        thr = {c: classes[c].throughput_tokens_per_s[length - 1] for c in usable}
+        counts = [0] * C
+        # suffix sums of what the remaining classes could add, for pruning
+        rest = [0.0] * (len(usable) + 1)
+        for q in range(len(usable) - 1, -1, -1):
+            c = usable[q]
+            rest[q] = rest[q + 1] + thr[c] * classes[c].count
+
+        def grow(pos: int, cap: float) -> None:
+            if len(out) >= stop_at:
+                return
+            if cap >= F:
+                out.append((tuple(counts), length, cap))
+                return
+            if cap + rest[pos] - sum(thr[usable[q]] * counts[usable[q]] for q in range(pos, len(usable))) < F:
+                return
+            for q in range(pos, len(usable)):
+                c = usable[q]
+                if counts[c] < classes[c].count:
+                    counts[c] += 1
+                    grow(q, cap + thr[c])
+                    counts[c] -= 1
+
+        grow(0, 0.0)
+    return out
+
+
+def _stage_cover(classes, L: int, F: float, time_limit_s: float, limit: int):
+    """Stages of parallel groups covering exactly L layers, every group reaching F (a small MILP)."""
+    import highspy
+    import numpy as np
+
+    from servopt.solvers.highs import solve_highspy
+
+    pats = _stage_patterns(classes, L, F, limit)
+    if not pats:
+        return None
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)  # before the first addVar, or HiGHS prints its banner
+    n = len(pats)
+    h.addVars(n, np.zeros(n), np.full(n, float(L)))
+    h.changeColsIntegrality(n, np.arange(n, dtype=np.int32), np.ones(n, dtype=np.uint8))
+    h.addRow(L, L, n, np.arange(n, dtype=np.int32), np.array([p[1] for p in pats], dtype=float))
+    for c, cls in enumerate(classes):
+        idx = [j for j, p in enumerate(pats) if p[0][c] > 0]
+        if idx:
+            h.addRow(0, cls.count, len(idx), np.array(idx, dtype=np.int32), np.array([pats[j][0][c] for j in idx], dtype=float))
+    res, x = solve_highspy(h, time_limit_s=max(time_limit_s, 0.05), rel_gap=0.0, sense="min",
+                           options={"output_flag": False})
+    if not res.has_solution:
+        return None
+    return [(pats[j], int(round(x[j]))) for j in range(n) if x[j] > 0.5]
+
+
+def stage_layout(instance: LayerPlacementInstance, *, time_limit_s: float = 10.0, max_patterns: int = 3000) -> Layout | None:
+    """Ours: the best layout made of consecutive stages, each a group of nodes holding the same range.
+
+    For a target F the stages are a covering problem: pick groups (count per class, length l) with
+    Σ_group T(l) >= F whose lengths sum to exactly L, within the class counts (an integer program
+    over enumerated minimal groups, at most ``max_patterns`` of them). The best F is bisected;
+    a found cover's own minimum group capacity moves the lower end up. Spare nodes join the
+    bottleneck stage when they can hold its range (that can only raise the flow).
+    """
+    from servopt.models.layer_placement import node_classes
+
+    t0 = time.perf_counter()
+    classes = node_classes(instance)
+    L = instance.num_layers
+    lo, hi = 0.0, saturation_upper_bound(instance) * (1 + 1e-9)
+    best = None
+    for _ in range(40):
+        left = time_limit_s - (time.perf_counter() - t0)
+        if left <= 0 or hi - lo <= 1e-7 * hi:
+            break
+        mid = 0.5 * (lo + hi) if best is not None else max(lo, 0.5 * hi)
+        cover = _stage_cover(classes, L, mid, left, max_patterns)
+        if cover:
+            best = cover
+            lo = max(mid, min(p[2] for p, _ in cover))
+        else:
+            hi = mid
+    if best is None:
+        return None
+    free = {c.key: list(c.node_ids) for c in classes}
+    stages = []  # [length, [node ids], capacity]
+    for (counts, length, cap), times in sorted(best, key=lambda item: -item[0][1]):
+        for _ in range(times):
+            members = []
+            for c, cnt in enumerate(counts):
+                for _ in range(cnt):
+                    members.append((classes[c], free[classes[c].key].pop(0)))
+            stages.append([length, members, cap])
+    spare = [(c, nid) for c in classes for nid in free[c.key]]
+    for c, nid in sorted(spare, key=lambda item: -max(item[0].throughput_tokens_per_s)):
+        fits = [st for st in stages if c.max_layers >= st[0]]
+        if fits:
+            st = min(fits, key=lambda st: st[2])
+            st[1].append((c, nid))
+            st[2] += c.throughput_tokens_per_s[st[0] - 1]
+    ranges, s = {}, 0
+    # stages whose members all reach the source go first, those reaching the sink last
+    stages.sort(key=lambda st: (not all(c.from_source for c, _ in st[1]), all(c.to_sink for c, _ in st[1])))
+    for length, members, _cap in stages:
+        for _c, nid in members:
+            ranges[nid] = (s, s + length)
+        s += length
+    for n in instance.nodes:
+        if n.id not in ranges:
+            ranges[n.id] = _park(instance)
+    return Layout(ranges)
+
+
 BASELINES = {
     "petals": petals_layout,
     "swarm": swarm_layout,
@@ -350,6 +472,7 @@ def solve_layer_placement(instance: LayerPlacementInstance, *, time_limit_s: flo
     for name, fn in BASELINES.items():
         baselines[name] = {"objective": offer(fn(instance), name)}
     offer(single_chain_layout(instance), "single_chain")
+    offer(stage_layout(instance, time_limit_s=max(0.2 * time_limit_s, 1.0)), "stages")
     for name, layout in (starts or {}).items():
         value = offer(layout, name)
         baselines.setdefault(name, {"objective": value})
@@ -370,38 +493,50 @@ def solve_layer_placement(instance: LayerPlacementInstance, *, time_limit_s: flo
         return _outcome(best_layout, best_value, upper, final_status, best_method, elapsed(), first_layout_s,
                         f"{formulation} MILP bound" if final_status == "optimal" else "", bounds, baselines, trace, milp_calls)
 
-    # iterated cutoff with threshold covers on the boundary formulation
+    # Iterated cutoff with threshold covers on the boundary formulation. Each test asks HiGHS for
+    # a layout with F >= F_t (stopping at the first one): F_t just above the incumbent first (a
+    # proof of optimality when infeasible), then, when such a test runs out of its time slice,
+    # the midpoint between incumbent and bound (bisection on the bound).
     ran_out = False
+    stuck_at_incumbent = False
     while best_value < upper * (1 - rel_gap):
         left = time_limit_s - elapsed()
         if left <= 0.5:
             ran_out = True
             break
-        target = best_value * (1 + REL_TOL) if best_value > 0 else upper * 1e-6
+        at_incumbent = best_value * (1 + REL_TOL) if best_value > 0 else upper * 1e-6
+        target = at_incumbent if not stuck_at_incumbent else 0.5 * (best_value + upper)
+        slice_s = left if (len(milp_calls) == 0 and not stuck_at_incumbent and left < 8) else max(left / 3, min(left, 2.0))
         model = lp.build(instance, formulation="boundary", upper_bound=upper, threshold=target, cover_orders=cover_orders)
-        res = _highs(model, left, rel_gap, threads, seed, improving=1)
+        res = _highs(model, min(slice_s, left), rel_gap, threads, seed, improving=1)
         milp_calls.append({"threshold": target, "status": res.status, "objective": res.objective,
                            "bound": res.bound, "seconds": round(res.wall_seconds, 3)})
         if res.status == "infeasible":
             upper = min(upper, target)
             trace.append({"t_s": round(elapsed(), 4), "event": "threshold infeasible", "objective": best_value, "bound": upper})
-            if not exact:
-                break
-            proof = f"no layout reaches {target:.9g}: threshold-cover model infeasible (HiGHS)"
-            break
+            if target == at_incumbent and exact:
+                proof = f"no layout reaches {target:.9g}: threshold-cover model infeasible (HiGHS)"
+            continue
         if res.has_solution:
             layout = lp.extract(model, instance)
             value = offer(layout, "boundary+threshold")
             if value is None or value <= target * (1 - 1e-9):
-                # relaxation's layout is worse on the real links: keep the bound side only
+                # the relaxation's layout is worse on the real links: keep only the bound side
                 if res.bound is not None:
                     upper = min(upper, max(res.bound, target))
                 break
+            stuck_at_incumbent = False
             continue
         if res.bound is not None:
             upper = min(upper, max(res.bound, target))
-        ran_out = True
-        break
+        if stuck_at_incumbent and target != at_incumbent and time_limit_s - elapsed() > 1.0:
+            # the midpoint test ran out too: nothing cheaper is left to try
+            ran_out = True
+            break
+        stuck_at_incumbent = True
+        if time_limit_s - elapsed() <= 0.5:
+            ran_out = True
+            break
 
     if not exact and best_value < upper * (1 - rel_gap) and time_limit_s - elapsed() > 1.0:
         layout, value, bnd, st = _helix_search(instance, best_layout, time_limit_s - elapsed(), rel_gap,
