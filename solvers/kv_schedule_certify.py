@@ -22,10 +22,34 @@ Pipeline (issue 7; research/pyomo-highs.md §6.4: a warm start was the biggest l
    (``models/kv_schedule_aggregated.py``), built by ``solvers/kv_schedule_direct.py``.
 4. **Solve.** HiGHS through ``servopt.solvers.highs.solve_highspy`` from the incumbent, within what
    is left of ``time_limit_s`` (the whole pipeline is charged to the limit, build included).
-5. **Report.** Total and makespan objectives are integers, so the dual bound is rounded up
-   (``ceil(bound - 1e-6)``): the optimum is certified once the rounded bound reaches the
-   incumbent. The incumbent is the better of HiGHS's and the heuristics' (never nothing). The
-   bound is reported only when the horizon is the proven one.
+5. **Report.** The bound is the larger of HiGHS's dual bound (only when the horizon is the proven
+   one) and the *chain bound* below (total latency only). Total and makespan objectives are
+   integers, so the bound is rounded up (``ceil(bound - 1e-6)``): the optimum is certified once
+   the rounded bound reaches the incumbent. The incumbent is the better of HiGHS's and the
+   heuristics' (never nothing).
+
+Chain bound (``chain_lower_bound``; ours, issue 7)
+--------------------------------------------------
+Peak ``P_i = s_i + o_i`` (tokens held in the last round ``f_i``), ``s_min = min_i s_i``,
+head-room ``h_i = max(0, M - P_i - s_min)``, big requests ``B = {i : 2 P_i > M}`` (``b = |B|``).
+
+*Claim 1.* For any two requests ``i != j`` with ``f_i <= f_j``: ``f_j - f_i >= o_j - h_i``.
+Proof: if ``f_j - f_i >= o_j`` this holds as ``h_i >= 0``. Otherwise ``p_j = f_j - o_j < f_i <= f_j``,
+so ``j`` covers round ``f_i`` holding ``s_j + (f_i - p_j) = s_j + o_j - (f_j - f_i)`` tokens while
+``i`` holds ``P_i``; memory gives ``P_i + s_j + o_j - (f_j - f_i) <= M``, i.e.
+``f_j - f_i >= o_j - (M - P_i - s_j) >= o_j - h_i``. []
+
+*Claim 2.* Order ``B`` by finish, ``pi(1..b)``. Then ``f_pi(1) >= o_pi(1)`` and, by Claim 1,
+``f_pi(k) >= f_pi(k-1) + o_pi(k) - h_pi(k-1)``; summing the chain,
+``sum_{i in B} f_i >= sum_m (b-m+1) o_pi(m) - sum_m (b-m) h_pi(m) = sum_{i in B} h_i + sum_m (b-m+1) x_pi(m)``
+with ``x_i = o_i - h_i``. The weights ``b-m+1`` decrease in ``m``, so by the rearrangement
+inequality the right side is smallest when ``x`` is sorted ascending; that minimum is a bound
+over every order. Every other request has ``f_j >= a_j + o_j``. So
+``sum_i (f_i - a_i) >= sum_{i in B} h_i + sum_m (b-m+1) x_(m) - sum_{i in B} a_i + sum_{j not in B} o_j``. []
+
+It uses the integrality that the LP loses (a big request's last round is one round, not a
+fraction spread over many), but not the small requests' delay of the chain; measured in
+benchmarks/results/kv_certify.md it beats the LP bound on some instances and loses on others.
 """
 from __future__ import annotations
 
@@ -185,6 +209,9 @@ class CertifyResult:
     heuristics: dict = field(default_factory=dict)
     model_size: dict = field(default_factory=dict)
     warm_start_used: bool = False
+    bound_source: str | None = None
+    highs_bound: float | None = None
+    chain_bound: float | None = None
 
     @property
     def certified(self) -> bool:
@@ -209,6 +236,9 @@ class CertifyResult:
             "build_seconds": round(self.build_seconds, 4),
             "heuristic_seconds": round(self.heuristic_seconds, 4),
             "incumbent_source": self.incumbent_source,
+            "bound_source": self.bound_source,
+            "highs_bound": self.highs_bound,
+            "chain_bound": self.chain_bound,
             "heuristics": self.heuristics,
             "warm_start": {"used": self.warm_start_used, "source": self.incumbent_source},
             "model_size": self.model_size,
@@ -220,6 +250,22 @@ class CertifyResult:
         import pandas as pd
 
         return self.schedule.to_dataframe() if self.schedule is not None else pd.DataFrame()
+
+
+def chain_lower_bound(instance: KVScheduleInstance) -> float | None:
+    """The chain bound of the module docstring for total latency (None for other objectives)."""
+    if instance.objective != "total_latency":
+        return None
+    arr = _Arrays.of(instance)
+    M = arr.M
+    peak = arr.s + arr.o
+    big = 2 * peak > M
+    head = np.maximum(0, M - peak - int(arr.s.min()))
+    x = np.sort((arr.o - head)[big])
+    b = len(x)
+    weights = b - np.arange(b)  # b - m + 1 for m = 1..b
+    bound = float(head[big].sum() + np.dot(weights, x) - arr.a[big].sum() + arr.o[~big].sum())
+    return bound
 
 
 def _integral(instance: KVScheduleInstance) -> bool:
@@ -257,12 +303,16 @@ def certify(instance: KVScheduleInstance, *, formulation: str = "aggregated", ti
     if res.status == "infeasible":
         # the incumbent lies inside the windows, so this only happens with a too-short user horizon
         bound = None
+    if not dm.horizon_is_proven:
+        bound = None  # a horizon below the proven one proves nothing about the true optimum
+    chain = chain_lower_bound(instance)
+    bound_source = "highs" if bound is not None else None
+    if chain is not None and (bound is None or chain > bound):
+        bound, bound_source = chain, "chain"
     if bound is not None and _integral(instance):
         bound = float(math.ceil(bound - 1e-6))
     if bound is not None:
         bound = min(bound, objective)
-    if not dm.horizon_is_proven:
-        bound = None  # a horizon below the proven one proves nothing about the true optimum
     gap = relative_gap(objective, bound, "min")
     if bound is not None and bound >= objective - 1e-9:
         status = "optimal"
@@ -276,7 +326,8 @@ def certify(instance: KVScheduleInstance, *, formulation: str = "aggregated", ti
         formulation=formulation, status=status, objective=objective, bound=bound, gap=gap, schedule=schedule,
         solve_seconds=time.perf_counter() - t0, build_seconds=build_s, heuristic_seconds=heur_s,
         solver_seconds=res.solver_seconds, nodes=res.nodes, horizon=dm.horizon, horizon_is_proven=dm.horizon_is_proven,
-        incumbent_source=source, heuristics=tried, model_size=dm.size,
+        incumbent_source=source, heuristics=tried, model_size=dm.size, bound_source=bound_source,
+        highs_bound=res.bound, chain_bound=chain,
         warm_start_used=warm_start_vector(dm, incumbent) is not None,
     )
 

@@ -172,3 +172,19 @@ def test_unknown_formulation_is_an_input_error():
     inst = _instance([(0, 1, 2, 1.0)], 4)
     with pytest.raises(InputError, match="formulation"):
         certify(inst, formulation="magic", time_limit_s=5)
+
+
+def test_chain_bound_is_tight_on_the_hand_example_and_never_above_the_optimum():
+    from servopt.solvers.kv_schedule_certify import chain_lower_bound
+
+    # hand example: P = 4 > M/2 for both, head-room 0, chain 3 + (3 + 3) = 9 = optimum
+    assert chain_lower_bound(_instance([(0, 1, 3, 1.0), (0, 1, 3, 1.0)], 5)) == 9
+    assert chain_lower_bound(_instance([(0, 1, 3, 1.0)], 5, objective="makespan")) is None
+    tight = 0
+    for seed in range(40):
+        inst = _random_instance(100 + seed, same_prompt=seed % 2 == 0)
+        oracle, _ = brute_force_optimum(inst)
+        bound = chain_lower_bound(inst)
+        assert bound <= oracle + 1e-9, (seed, bound, oracle)
+        tight += bound >= oracle - 1e-9
+    assert tight >= 1  # the bound is not vacuous on tiny instances
