@@ -47,7 +47,7 @@ def add_arguments(p) -> None:
     p.add_argument("--no-fit", action="store_true", help="write the measurements only; fit later with servopt costmodel fit")
 
 
-GPU_NAMES = (("H100", "h100-sxm"), ("H200", "h200"), ("A100-SXM4-80GB", "a100-80g"), ("A100 80GB", "a100-80g"),
+GPU_NAMES = (("H100 PCIe", "h100-pcie"), ("H100 NVL", "h100-nvl"), ("H100", "h100-sxm"), ("H200", "h200"), ("A100-SXM4-80GB", "a100-80g"), ("A100 80GB", "a100-80g"),
              ("A100", "a100-40g"), ("L40S", "l40s"), ("L4", "l4"), ("A10G", "a10g"))
 
 
@@ -83,7 +83,14 @@ def run(args) -> int:
         for tp in tps:
             profiling.shard(llm, tp)
     torch = profiling.require_cuda()
-    gpu = args.gpu or gpu_from_device(torch.cuda.get_device_name(0))
+    if args.gpu is None:
+        device = torch.cuda.get_device_name(0)
+        try:
+            gpu = get_gpu(gpu_from_device(device), "--gpu").name
+        except InputError:
+            raise InputError("--gpu", f"device '{device}' is not a catalog GPU; name the closest with --gpu") from None
+    else:
+        gpu = get_gpu(args.gpu, "--gpu").name
     out = args.out or f"profile-{gpu}.json"
     fit = None
     if not args.no_fit:
