@@ -222,6 +222,17 @@ class VidurProfileCost:
                      + self._decode_attention_ms(n, ctx / max(n, 1)))
         return self.num_layers * per_layer
 
+    def chunk_run_ms(self, chunk: int, before, decode_seqs: int, decode_context_tokens) -> np.ndarray:
+        """Iterations of one prefill chunk at several contexts ``before`` beside ``decode_seqs``
+        decode sequences at total contexts ``decode_context_tokens`` (arrays of one length)."""
+        before = np.asarray(before)
+        per_layer = np.full(before.shape, self._token_layer_ms(int(chunk) + int(decode_seqs)), dtype=float)
+        per_layer += np.array([self._prefill_attention_ms(float(chunk), int(b)) for b in before])
+        out = self.num_layers * per_layer
+        if decode_seqs:
+            out = out + self.decode_ms_array(decode_seqs, decode_context_tokens) - self.num_layers * self._token_layer_ms(int(decode_seqs))
+        return out
+
     def iteration_ms_totals(self, *, prefill_tokens=0, prefill_attention_pairs=0, decode_seqs=0,
                             decode_context_tokens=0, sampled_seqs=0):
         """Same signature as the roofline model. With totals only, the prefill is taken as one chunk

@@ -420,6 +420,10 @@ class Replica:
             return None
         self.busy = True
         stall, self.stall_s = self.stall_s, 0.0
+        if chunks and horizon != 1 and self.skip_ahead and len(chunks) == 1 and getattr(self.sched, "chunk_stretch", False):
+            end = self._start_chunk_stretch(now, chunks[0], decode, horizon, stall)
+            if end is not None:
+                return end
         if chunks or horizon == 1 or not self.skip_ahead:
             ctx = self.decode_context_tokens() if decode else 0
             dur = self.timer.mixed_s([(c, r.done_prefill) for r, c in chunks], self.n_dec if decode else 0, ctx) + stall
@@ -435,7 +439,37 @@ class Replica:
         durs = self.timer.decode_s(self.n_dec, self.decode_context_tokens(), k)
         cum = np.cumsum(durs)
         cum += stall
-        self.step = ("decode", k, cum, now)
+        self.step = ("decode", k, cum, now, None, 0, True)
+        return now + float(cum[-1])
+
+    def _start_chunk_stretch(self, now, chunk, decode, horizon, stall):
+        """Several iterations of one long prompt's full-budget chunks next to an unchanged decode set.
+
+        While one prompt is being prefilled and its chunk fills the token budget, nothing else can
+        join the batch, so the next iterations repeat it (chunk c, context growing by c; decode
+        contexts growing by one) until the prompt's last chunk, a finish, memory or an arrival.
+        """
+        req, c = chunk
+        rest = req.target - req.done_prefill
+        n = self.n_dec if decode else 0
+        if (len(self.prefilling) != 1 or self.swapped or self.paused or c >= rest
+                or c != self.sched.token_budget - n):
+            return None
+        k = (rest - 1) // c  # full chunks that leave at least one token for the completing iteration
+        fin = self._clean_fin_top() if n else None
+        if fin is not None:
+            k = min(k, fin - self.G)
+        if horizon is not None:
+            k = min(k, horizon)
+        if n:
+            k = self._mem_steps(k)
+        if k < 2:
+            return None
+        ctx = self.decode_context_tokens() if n else 0
+        durs = self.timer.chunk_run_s(c, req.done_prefill, n, ctx, k)
+        cum = np.cumsum(durs)
+        cum += stall
+        self.step = ("decode", k, cum, now, req, c, bool(n))
         return now + float(cum[-1])
 
     def cut(self, t: float):
@@ -443,11 +477,11 @@ class Replica:
         st = self.step
         if st is None or st[0] != "decode" or st[1] <= 1:
             return None
-        _, k, cum, t0 = st
+        _, k, cum, t0, preq, c, dec = st
         j = int(np.searchsorted(cum, t - t0, side="left"))
         if j >= k - 1:
             return None
-        self.step = ("decode", j + 1, cum, t0)
+        self.step = ("decode", j + 1, cum, t0, preq, c, dec)
         return t0 + float(cum[j])
 
     def end_step(self, now: float) -> None:
@@ -466,12 +500,15 @@ class Replica:
                 if req.done_prefill >= req.target:
                     self._prefill_complete(req, now)
         else:
-            _, k, cum, t0 = st
+            _, k, cum, t0, preq, c, dec = st
             n_iter = k
-            self.G += k
+            if dec:
+                self.G += k
             self._evict_overflow()
-            self._account(t0, now, self.used_blocks(), k, 0, self.n_dec * k)
+            self._account(t0, now, self.used_blocks(), k, k * c, self.n_dec * k if dec else 0)
             self._pop_finished(now)
+            if preq is not None:
+                preq.done_prefill += k * c  # never completes the prompt (the stretch stops short)
         self.iterations += n_iter
 
     def _evict_overflow(self) -> None:

@@ -15,6 +15,7 @@ ALIASES = ("vllm_v1", "chunked_prefill")
 class Sarathi(ContinuousBatching):
     mixed = True
     chunked = True
+    chunk_stretch = True  # its plan repeats while one long prompt fills the budget (replica.py)
 
 
 def make(**options):

@@ -14,6 +14,7 @@ ALIASES = ("shortest_job_first",)
 
 class SJF(ContinuousBatching):
     fcfs = False
+    chunk_stretch = True  # its plan repeats while one long prompt fills the budget (replica.py)
 
     def order_key(self, req):
         return (req.seen, req.arrival)

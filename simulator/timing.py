@@ -41,6 +41,10 @@ class UnitTimer:
     def decode_s(self, decode_seqs, first_context_tokens, steps) -> np.ndarray:
         return np.full(int(steps), self.unit_s)
 
+    def chunk_run_s(self, chunk, before, decode_seqs, first_context_tokens, steps) -> np.ndarray:
+        free = not decode_seqs and not self.prefill_cost
+        return np.full(int(steps), 0.0 if free else self.unit_s)
+
 
 @dataclass(frozen=True)
 class LinearTimer:
@@ -60,6 +64,11 @@ class LinearTimer:
     def decode_s(self, decode_seqs, first_context_tokens, steps) -> np.ndarray:
         ctx = first_context_tokens + decode_seqs * np.arange(int(steps), dtype=float)
         return (self.d0_ms + self.d1_ms * ctx) / 1000.0
+
+    def chunk_run_s(self, chunk, before, decode_seqs, first_context_tokens, steps) -> np.ndarray:
+        k = np.arange(int(steps), dtype=float)
+        kv = first_context_tokens + decode_seqs * k + chunk + before + chunk * k
+        return (self.d0_ms + self.d1_ms * kv + self.prefill_ms_per_token * chunk) / 1000.0
 
 
 class CostModelTimer:
@@ -114,6 +123,30 @@ class CostModelTimer:
             except Exception:  # noqa: BLE001 - scalar-only cost model: use the progression below
                 pass
             self._vector_ok = False
+        return self._decode_progression(decode_seqs, ctx, steps)
+
+    def chunk_run_s(self, chunk, before, decode_seqs, first_context_tokens, steps) -> np.ndarray:
+        """``steps`` iterations of one prefill chunk (context growing by ``chunk``) beside a decode set."""
+        steps = int(steps)
+        k = np.arange(steps, dtype=np.int64)
+        if self._per_chunk and hasattr(self.cost, "chunk_run_ms"):
+            return np.asarray(self.cost.chunk_run_ms(chunk, before + chunk * k, decode_seqs,
+                                                     first_context_tokens + decode_seqs * k), dtype=float) / 1000.0
+        if not self._per_chunk and self._vector_ok is not False:
+            b = before + chunk * k
+            extra = {"prefill_context_tokens": b} if self._takes_context else {}
+            try:
+                out = np.asarray(self.cost.iteration_ms_totals(
+                    prefill_tokens=chunk, prefill_attention_pairs=chunk * b + chunk * (chunk + 1) // 2,
+                    decode_seqs=decode_seqs, decode_context_tokens=first_context_tokens + decode_seqs * k,
+                    sampled_seqs=decode_seqs + 1, **extra), dtype=float)
+                if out.shape == (steps,):
+                    return out / 1000.0
+            except Exception:  # noqa: BLE001 - scalar-only cost model
+                pass
+        return _chunk_run_generic(self, chunk, before, decode_seqs, first_context_tokens, steps)
+
+    def _decode_progression(self, decode_seqs, ctx, steps):
         t0 = self._decode_ms_scalar(decode_seqs, int(ctx[0]))
         if steps == 1:
             return np.array([t0 / 1000.0])
@@ -122,6 +155,11 @@ class CostModelTimer:
         if abs((t2 - t1) - (t1 - t0)) <= 1e-9 * max(1.0, abs(t0)):
             return (t0 + (t1 - t0) * np.arange(steps, dtype=float)) / 1000.0
         return np.array([self._decode_ms_scalar(decode_seqs, int(c)) for c in ctx]) / 1000.0
+
+
+def _chunk_run_generic(timer, chunk, before, decode_seqs, first_context_tokens, steps) -> np.ndarray:
+    return np.array([timer.mixed_s([(chunk, before + k * chunk)], decode_seqs, first_context_tokens + k * decode_seqs)
+                     for k in range(int(steps))])
 
 
 def as_timer(cost):
