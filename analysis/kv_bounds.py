@@ -42,3 +42,38 @@ def volume_lower_bound(instance: KVScheduleInstance) -> float:
         cumulative += v
         total += max(a_min + math.ceil(cumulative / M), own[k])
     return float(total - sum(int(r.arrival) for r in reqs))
+
+
+def volume_lower_bounds_without_each(instance: KVScheduleInstance) -> list[float]:
+    """For each request k, the volume bound on the (weighted) latency of all the *other* requests.
+
+    An optimal schedule restricted to the others is feasible for them, so its latency over them is
+    at least this; with a schedule of cost U known, request k's own latency is at most
+    ``U - bound_without_k`` (used for start windows by ``models.kv_schedule.start_windows``).
+    Makespan: not defined (returns zeros).
+    """
+    reqs = instance.requests
+    n = len(reqs)
+    if instance.objective == "makespan" or n == 1:
+        return [0.0] * n
+    if instance.objective == "weighted_latency":
+        total = sum(r.weight * r.output_tokens for r in reqs)
+        return [float(total - r.weight * r.output_tokens) for r in reqs]
+    M = instance.memory_tokens
+    arrivals = [int(r.arrival) for r in reqs]
+    vols = [volume(r.prompt_tokens, r.output_tokens) for r in reqs]
+    own = [a + r.output_tokens for a, r in zip(arrivals, reqs)]
+    by_vol = sorted(range(n), key=lambda i: vols[i])
+    by_own = sorted(range(n), key=lambda i: own[i])
+    sum_a = sum(arrivals)
+    out = []
+    for k in range(n):
+        a_min = min(arrivals[i] for i in range(n) if i != k)
+        v_sorted = [vols[i] for i in by_vol if i != k]
+        o_sorted = [own[i] for i in by_own if i != k]
+        total, cumulative = 0, 0
+        for j in range(n - 1):
+            cumulative += v_sorted[j]
+            total += max(a_min + math.ceil(cumulative / M), o_sorted[j])
+        out.append(float(total - (sum_a - arrivals[k])))
+    return out

@@ -5,7 +5,8 @@ Steps (research/pyomo-highs.md §2.3 and §6.4: a greedy warm start was the bigg
 
 1. run the warm-start policies (default MC-SF and FCFS, exact or predicted lengths as the instance
    says) and keep the cheapest schedule ``U``;
-2. build the IP with start windows cut by ``U`` (valid: see the model's docstring);
+2. build the IP with start windows cut by ``U`` and, where the formulation takes it, by the
+   volume bound on the other requests (valid: see the model's docstring);
 3. solve with HiGHS from that MIP start, within the time limit;
 4. total and makespan objectives are integers, so the dual bound is rounded up
    (``ceil(bound - 1e-6)``); ``status`` becomes ``optimal`` once the rounded bound meets the
@@ -17,6 +18,7 @@ Steps (research/pyomo-highs.md §2.3 and §6.4: a greedy warm start was the bigg
 """
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from dataclasses import dataclass, field
@@ -139,7 +141,12 @@ def solve_optimum(instance: KVScheduleInstance, *, time_limit_s: float, rel_gap:
         name, sched, cost = best_policy_schedule(instance, warm_start_policies)
         warm = {"policy": name, "objective": cost, "schedule": sched}
     cutoff = warm["objective"] if (warm and use_cutoff and horizon is None) else None
-    model = model_mod.build(instance, formulation=formulation, horizon=horizon, relax=relax, cutoff=cutoff)
+    extra = {}
+    if cutoff is not None and "others_lower_bound" in inspect.signature(model_mod.build).parameters:
+        from servopt.analysis.kv_bounds import volume_lower_bounds_without_each
+
+        extra["others_lower_bound"] = volume_lower_bounds_without_each(instance)
+    model = model_mod.build(instance, formulation=formulation, horizon=horizon, relax=relax, cutoff=cutoff, **extra)
     build_s = time.perf_counter() - t0
     start = model_mod.warm_start(model, warm["schedule"]) if (warm and not relax) else None
     res = solve(model, time_limit_s=time_limit_s, rel_gap=rel_gap, threads=threads, warm_start=start,

@@ -51,6 +51,11 @@ If a feasible schedule of cost ``U`` is known (an online policy's), an optimal s
 most ``U``. For (weighted) latency every request waits ``f_j - a_j >= o_j``, so
 ``w_i (p_i - a_i) <= U - sum_j w_j o_j``, i.e. ``L_i = a_i + floor((U - sum_j w_j o_j) / w_i)``;
 for the makespan ``f_i <= U`` gives ``L_i = U - o_i``. Either is intersected with ``T - o_i``.
+With ``others_lower_bound[i]``, a valid lower bound on the (weighted) latency of all requests but
+``i`` (e.g. the volume bound of analysis/kv_bounds.py), the same argument gives the tighter
+``w_i (p_i + o_i - a_i) <= U - others_lower_bound[i]``: an optimal schedule restricted to the
+others is feasible for them, so they cost at least that bound. ``others_lower_bound[i] >=
+sum_{j != i} w_j o_j`` always holds for a valid bound, so this only tightens.
 The windows keep every optimal schedule (the cut-off is valid), they only remove worse ones.
 A preempting policy's schedule also gives a valid ``U``: dropping its preempted attempts leaves
 a feasible non-preemptive schedule with the same finishes.
@@ -85,8 +90,10 @@ def proven_horizon(instance: KVScheduleInstance) -> int:
     return int(max(r.arrival for r in instance.requests) + sum(r.output_tokens for r in instance.requests))
 
 
-def start_windows(instance: KVScheduleInstance, *, horizon: int | None = None, cutoff: float | None = None):
-    """Per request the (earliest, latest) start round; the latest is tightened by ``cutoff`` when given."""
+def start_windows(instance: KVScheduleInstance, *, horizon: int | None = None, cutoff: float | None = None,
+                  others_lower_bound=None):
+    """Per request the (earliest, latest) start round; the latest is tightened by ``cutoff`` when given
+    (and further by ``others_lower_bound``, one number per request; module docstring)."""
     proven = proven_horizon(instance)
     T = proven if horizon is None else int(horizon)
     reqs = instance.requests
@@ -103,18 +110,21 @@ def start_windows(instance: KVScheduleInstance, *, horizon: int | None = None, c
             else:
                 w = r.weight if instance.objective == "weighted_latency" else 1.0
                 latest = min(latest, int(r.arrival + math.floor(slack / w + 1e-9)))
+                if others_lower_bound is not None:
+                    own_slack = float(cutoff) - float(others_lower_bound[idx])  # w_i (f_i - a_i) <= this
+                    latest = min(latest, int(r.arrival + math.floor(own_slack / w + 1e-9)) - r.output_tokens)
         windows.append((int(r.arrival), int(latest)))
     return T, T >= proven, tuple(windows)
 
 
 def build(instance: KVScheduleInstance, *, formulation: str = "time-indexed", horizon: int | None = None,
-          relax: bool = False, cutoff: float | None = None):
+          relax: bool = False, cutoff: float | None = None, others_lower_bound=None):
     """The Pyomo model of the module docstring (``relax=True``: its LP relaxation)."""
     import pyomo.environ as pyo
 
     if formulation not in FORMULATIONS:
         raise InputError("--formulation", f"this module builds {', '.join(FORMULATIONS)}; got '{formulation}'")
-    T, proven, windows = start_windows(instance, horizon=horizon, cutoff=cutoff)
+    T, proven, windows = start_windows(instance, horizon=horizon, cutoff=cutoff, others_lower_bound=others_lower_bound)
     for idx, (lo, hi) in enumerate(windows):
         if hi < lo:
             raise InputError(

@@ -156,3 +156,30 @@ def test_solver_timeout_reports_at_least_the_volume_bound():
     assert res.bound is not None and res.bound >= volume_lower_bound(inst)
     assert res.bound_source in ("solver", "volume") and res.bound <= res.objective
     assert check_result(inst, res.to_dict(inst)) == []
+
+
+def test_volume_bound_without_each_is_the_bound_of_the_rest():
+    from servopt.analysis.kv_bounds import volume_lower_bound, volume_lower_bounds_without_each
+
+    for seed in range(6):
+        inst = _random_instance(600 + seed, n=4 + seed % 3)
+        got = volume_lower_bounds_without_each(inst)
+        for k in range(inst.n):
+            rest = KVScheduleInstance(inst.memory_tokens, inst.requests[:k] + inst.requests[k + 1:])
+            assert got[k] == volume_lower_bound(rest)
+            # and it never exceeds the optimum of the rest (brute force)
+            assert got[k] <= brute_force_optimum(rest)[0]
+
+
+def test_others_bound_tightens_windows_and_keeps_the_optimum():
+    from servopt.analysis.kv_bounds import volume_lower_bounds_without_each
+
+    for seed in range(8):
+        inst = _random_instance(700 + seed, n=5)
+        expected, starts = brute_force_optimum(inst)
+        others = volume_lower_bounds_without_each(inst)
+        _, _, plain = kvm.start_windows(inst, cutoff=expected)
+        _, _, tight = kvm.start_windows(inst, cutoff=expected, others_lower_bound=others)
+        assert all(t[1] <= p[1] for t, p in zip(tight, plain))
+        # the optimum found by brute force lies inside the tightened windows
+        assert all(lo <= starts[r.id] <= hi for (lo, hi), r in zip(tight, inst.requests))
