@@ -68,6 +68,9 @@ from servopt.errors import InputError
 from servopt.instances.kv_schedule import KVSchedule, KVScheduleInstance, ScheduledRequest
 
 FORMULATIONS = ("aggregated", "aggregated-card")
+# ``servopt solve --formulation NAME`` runs these through solvers/kv_schedule_certify.py (direct
+# highspy build, heuristics, chain bound); ``analysis.kv_optimum.solve_optimum`` uses ``build`` here.
+DIRECT_PIPELINE = FORMULATIONS
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,14 @@ def solve(instance, *, time_limit_s: float, options: dict | None = None) -> dict
         from servopt.solvers.highs import write_model
 
         write_model(model_mod.build(instance, formulation=formulation, horizon=horizon), options["export"])
+    if formulation in getattr(model_mod, "DIRECT_PIPELINE", ()) and horizon is None and not options.get("relax"):
+        # issue 7: direct highspy build + heuristics + chain bound (solvers/kv_schedule_certify.py)
+        from servopt.analysis.kv_optimum import best_policy_schedule
+        from servopt.solvers.kv_schedule_certify import certify
+
+        name, sched, _ = best_policy_schedule(instance)
+        return certify(instance, formulation=formulation, time_limit_s=time_limit_s,
+                       rel_gap=float(options.get("rel_gap", 1e-4)), warm_starts={name: sched}).to_dict(instance)
     opt = solve_optimum(instance, time_limit_s=time_limit_s, rel_gap=float(options.get("rel_gap", 1e-4)),
                         horizon=horizon, relax=bool(options.get("relax", False)), formulation=formulation)
     result = opt.to_dict(instance)
