@@ -293,7 +293,10 @@ def certify(instance: KVScheduleInstance, *, formulation: str = "aggregated", ti
     dm = build_direct(instance, formulation=formulation, horizon=horizon, cutoff=cutoff)
     build_s = dm.build_seconds
     left = max(time_limit_s - (time.perf_counter() - t0), 0.5)
-    res, sched = solve_direct(dm, time_limit_s=left, rel_gap=rel_gap, warm_start=incumbent, threads=threads, seed=seed)
+    # integral objective: stop once incumbent - bound < 1, since then the rounded-up bound meets it
+    options = {"mip_abs_gap": 1.0 - 1e-6} if _integral(instance) else None
+    res, sched = solve_direct(dm, time_limit_s=left, rel_gap=rel_gap, warm_start=incumbent, threads=threads, seed=seed,
+                              options=options)
     schedule, objective = incumbent, cost
     if sched is not None:
         c = sched.objective_value(instance)
