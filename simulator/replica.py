@@ -10,9 +10,10 @@ which emits token ``g + 1``; by restart (the round model of Jaillet et al. and A
 its output too and starts over; by swap it copies the KV to host memory over PCIe and back, each copy
 stalling the replica for ``tokens * kv_bytes_per_token / pcie_bandwidth`` (vLLM V0 swap mode).
 
-The decode set is kept as numpy arrays so that a stretch of decode-only iterations with an unchanged
+The decode set is kept in aggregate so that a stretch of decode-only iterations with an unchanged
 batch is advanced in one step: with ``G`` the replica's decode-step counter and ``base_i`` a
-request's private KV tokens minus ``G`` at the time it joined, request i holds ``base_i + G`` tokens;
+request's private KV tokens minus ``G`` at the time it joined, request i holds ``base_i + G`` tokens
+(sums of ``base_i`` give the contexts; counts of ``base_i mod block_size`` give the block growth);
 the stretch ends at the first of (a) a request finishing (a heap on the step it finishes), (b) the
 first step whose KV blocks ``sum_i ceil((base_i + G + k) / block_size)`` would not fit (solved
 exactly: for ``k = q * block_size + r`` the sum is ``n * q + S(r)``), (c) a horizon the scheduler
@@ -37,7 +38,7 @@ class Req:
                  "target", "done_prefill", "generated", "shared", "shared_tokens", "priv_blocks", "state",
                  "first_s", "finish_s", "preemptions", "swaps", "admit_seq", "slot", "g_join", "gen_join",
                  "fin_g", "epoch", "replica", "level", "level_start", "cached_tokens", "aux", "prefill_replica",
-                 "transfer_s", "enq_seq")
+                 "transfer_s", "enq_seq", "aux_base")
 
     def __init__(self, idx, rid, arrival, prompt, output, seen=None, lo=None, hi=None, prefix=(), weight=1.0):
         self.idx = idx
@@ -75,6 +76,7 @@ class Req:
         self.prefill_replica = -1
         self.transfer_s = 0.0
         self.enq_seq = 0
+        self.aux_base = 0  # private KV tokens minus the replica's decode step at joining
 
     @property
     def kv_tokens(self) -> int:
@@ -99,7 +101,8 @@ class Replica:
         self.prefilling: list[Req] = []
         self.paused: list[Req] = []
         self.swapped: deque[Req] = deque()
-        self.d_base = np.zeros(256, dtype=np.int64)
+        self._res_count = [0] * self.bs  # decode members by (private KV - G) mod block size
+        self._dec_blocks = 0
         self.d_req: list[Req] = []
         self.n_dec = 0
         self.sum_base = 0
@@ -107,8 +110,6 @@ class Replica:
         self.G = 0
         self.fin_heap: list = []
         self.dec_version = 0
-        self._db_key = None
-        self._db_val = 0
         self.other_blocks = 0  # private blocks of PREFILL and PAUSED requests
         self.stall_s = 0.0
         self.step = None
@@ -129,13 +130,8 @@ class Replica:
 
     # ---------------------------------------------------------------- memory
     def decode_blocks(self) -> int:
-        if not self.n_dec:
-            return 0
-        if self._db_key != self.G:  # adds and removes keep the count up to date at a fixed G
-            x = self.d_base[: self.n_dec] + (self.G + self.bs - 1)
-            self._db_val = int((x // self.bs).sum())
-            self._db_key = self.G
-        return self._db_val
+        """KV blocks the decode set holds at the current step (kept up to date incrementally)."""
+        return self._dec_blocks
 
     def used_blocks(self) -> int:
         cache = self.cache.blocks if self.cache else 0
@@ -154,11 +150,19 @@ class Replica:
             self.cache.evict(short)
 
     def decode_growth_blocks(self) -> int:
-        """New blocks the decode set needs for its next step (sequences at a block boundary)."""
-        if not self.n_dec:
-            return 0
-        x = self.d_base[: self.n_dec] + self.G
-        return int(np.count_nonzero(x % self.bs == 0))
+        """New blocks the decode set needs for its next step: members whose KV sits on a block
+        boundary, i.e. with ``base + G = 0 (mod block_size)`` (a count per residue class)."""
+        return self._res_count[-self.G % self.bs]
+
+    def _growth_over(self, k: int) -> int:
+        """Blocks the decode set gains over its next ``k`` steps."""
+        bs, cnt, g = self.bs, self._res_count, self.G
+        q, r = divmod(k, bs)
+        return q * self.n_dec + sum(cnt[(-(g + j)) % bs] for j in range(r))
+
+    def _advance(self, k: int) -> None:
+        self._dec_blocks += self._growth_over(k)
+        self.G += k
 
     def growth_fits(self) -> bool:
         """Whether the decode set's next step fits (cheap when at least one block per sequence is free)."""
@@ -172,14 +176,12 @@ class Replica:
 
     # ---------------------------------------------------------------- decode set
     def _dec_add(self, req: Req) -> None:
-        if self.n_dec == len(self.d_base):
-            self.d_base = np.concatenate([self.d_base, np.zeros_like(self.d_base)])
         priv = req.kv_tokens - req.shared_tokens
         base = priv - self.G
-        self.d_base[self.n_dec] = base
+        req.aux_base = base
+        self._res_count[base % self.bs] += 1
+        self._dec_blocks += -(-priv // self.bs)
         self.dec_version += 1
-        if self._db_key == self.G:
-            self._db_val += -(-priv // self.bs)
         req.slot = self.n_dec
         self.d_req.append(req)
         self.n_dec += 1
@@ -196,16 +198,15 @@ class Replica:
         req.generated = req.gen_join + (self.G - req.g_join)
         i = req.slot
         last = self.n_dec - 1
-        base = int(self.d_base[i])
+        base = req.aux_base
         if i != last:
             moved = self.d_req[last]
-            self.d_base[i] = self.d_base[last]
             self.d_req[i] = moved
             moved.slot = i
         self.d_req.pop()
         self.dec_version += 1
-        if self._db_key == self.G:
-            self._db_val -= -(-(base + self.G) // self.bs)
+        self._res_count[base % self.bs] -= 1
+        self._dec_blocks -= -(-(base + self.G) // self.bs)
         self.n_dec -= 1
         self.sum_base -= base
         self.sum_shared -= req.shared_tokens
@@ -379,12 +380,15 @@ class Replica:
         worst = self.decode_blocks() + n * (-(-horizon // bs) + 1)
         if worst <= avail:
             return horizon
-        x = self.d_base[:n] + self.G
-        r = np.arange(bs, dtype=np.int64)
-        S = ((x[:, None] + r[None, :] + bs - 1) // bs).sum(axis=0)  # blocks at k = r (q = 0)
+        # blocks after k = q*bs + r steps: now + q*n + (growth over the first r steps)
+        cnt, g = self._res_count, self.G
+        S, acc = [], self._dec_blocks
+        for j in range(bs):
+            S.append(acc)
+            acc += cnt[(-(g + j)) % bs]
         best = horizon
         for rr in range(bs):
-            slack = avail - int(S[rr])
+            slack = avail - S[rr]
             if slack < 0:
                 q = 0
             else:
@@ -491,7 +495,7 @@ class Replica:
             _, chunks, decode, t0, dur = st
             n_iter = 1
             if decode:
-                self.G += 1
+                self._advance(1)
             self._evict_overflow()
             self._account(t0, now, self.used_blocks(), 1, sum(c for _, c in chunks), self.n_dec if decode else 0)
             self._pop_finished(now)
@@ -503,7 +507,7 @@ class Replica:
             _, k, cum, t0, preq, c, dec = st
             n_iter = k
             if dec:
-                self.G += k
+                self._advance(k)
             self._evict_overflow()
             self._account(t0, now, self.used_blocks(), k, k * c, self.n_dec * k if dec else 0)
             self._pop_finished(now)
