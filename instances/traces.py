@@ -216,7 +216,7 @@ def iter_trace(path: str | Path, *, fmt: str | None = None, arrivals: str | None
         if times is None and arrival < last:
             raise InputError(f"{path}:request {rid}", f"arrivals are not sorted ({arrival} after {last}); sort the trace")
         last = arrival
-        rid_out = rid if not repeat else f"{rid}#{count}"
+        rid_out = rid if not repeat else str(count)  # cycled rows get their position as id
         if full is not None and times is None:
             yield full
         elif full is not None:
