@@ -412,6 +412,10 @@ class Replica:
         """Plan the next step at ``now``; returns its end time, or None when idle."""
         self.now = now
         chunks, decode, horizon = self.sched.plan(self, now)
+        if chunks:  # requests that arrived with their KV (P/D) went straight into the decode set
+            chunks = [(r, c) for r, c in chunks if r.state == PREFILL and c > 0]
+            if not chunks:
+                decode = True
         if decode and self.n_dec and not self.growth_fits():  # a late admission ate the decode set's room
             self.sched.ensure_growth(self)
             chunks = [(r, c) for r, c in chunks if r.state == PREFILL]

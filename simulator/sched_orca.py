@@ -34,6 +34,7 @@ class Orca(ContinuousBatching):
             return False
         req.aux = need
         self.reserved += need
+        self._held.add(req)
         return True
 
     def release(self, req):
@@ -46,10 +47,7 @@ class Orca(ContinuousBatching):
         for r in [r for r in self._held if r.state in (WAITING, DONE)]:  # preempted or finished
             self.release(r)
             self._held.discard(r)
-        chunks, decode, horizon = super().plan(rep, now)
-        for r, _ in chunks:
-            self._held.add(r)
-        return chunks, decode, horizon
+        return super().plan(rep, now)
 
 
 def make(**options):

@@ -196,3 +196,16 @@ def test_unknown_policy_lists_the_valid_ones():
 
     with pytest.raises(InputError, match="valid: .*sarathi"):
         registry.get("scheduler", "sarathy")
+
+
+@pytest.mark.parametrize("scheduler", [n for n in registry.names("scheduler") if n != "kv_rounds"])
+def test_every_scheduler_serves_a_pd_cluster(scheduler):
+    """Prefill pool of 1, decode pool of 2: every request finishes, prefill on 0, decode on 1 or 2."""
+    reqs = _azure(60)
+    res = simulate(reqs, TIMER, SimConfig(kv_tokens=9000, pd=(1, 2), scheduler=scheduler, kv_bytes_per_token=1e5,
+                                          log_iterations=True))
+    df = res.to_dataframe()
+    assert len(df) == 60 and not res.unserved
+    assert check_run(res, reqs) == []
+    multi = df[df["output_tokens"] > 1]
+    assert (multi["prefill_replica"] == 0).all() and multi["replica"].isin([1, 2]).all()
