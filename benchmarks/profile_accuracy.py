@@ -8,8 +8,9 @@ llama-3.1-8b grid timed again in a later device session, for run-to-run spread).
 
 Sections:
 1. Calibrated vs roofline-only error per measured run and regime (held-out = never fitted).
-2. Ablations: without the per-layer overhead term; fitted on the 7-8B models only and tested on the
-   80-layer Llama-2-70B shards (the extrapolation the 70B layer timings are for).
+2. Ablations: without the per-layer overhead term; leave-one-model-out (fit on the other runs, test on
+   the model left out); fitted on the two GQA 7-8B models only and tested on everything else, the
+   80-layer Llama-2-70B shards included (the extrapolation the 70B layer timings are for).
 3. Run-to-run spread: the same 107 llama-3.1-8b shapes timed in two device sessions.
 4. Splitwise's measured Llama-2-70B H100 table (TP 2/4/8): the shipped H100 profile; the public
    fit of the cost-model module (public-h100-sxm); our measured shard times plus the all-reduce
@@ -69,26 +70,36 @@ def section_errors(data: dict, cal: C.Calibration) -> tuple[list[str], dict]:
     return lines, {"rows": [r.to_dict() for r in cal.rows], "ceiling_fractions": fr, "parameters": params}
 
 
+def _subset(data: dict, keep) -> dict:
+    out = {k: v for k, v in data.items() if k != "runs"}
+    out["runs"] = [r for r in data["runs"] if keep(r)]
+    return out
+
+
 def section_ablations(data: dict) -> tuple[list[str], dict]:
-    rows, out = [], {}
-    no_layer = C.calibrate(data, free=tuple(f for f in C.FREE if f != "per_layer_overhead_ms"))
-    small = {k: v for k, v in data.items() if k != "runs"}
-    small["runs"] = [r for r in data["runs"] if r["llm"] != "llama-2-70b"]
-    small_cal = C.calibrate(small)
+    """Fits on part of the runs, errors (all points) on the rest; and the fit without the per-layer term."""
+    no_layer = tuple(f for f in C.FREE if f != "per_layer_overhead_ms")
     all_pts = C.measured_points(data)
-    shard_pts = [p for p in all_pts if p.llm == "llama-2-70b"]
-    for label, prof in (("no per-layer term, fitted on all runs", no_layer.profile),
-                        ("fitted on 7-8B only, tested on 70B shards", small_cal.profile),
-                        ("no per-layer term, fitted on 7-8B only", C.calibrate(
-                            small, free=tuple(f for f in C.FREE if f != "per_layer_overhead_ms")).profile)):
-        summ = error_summary(prof, shard_pts if "tested on 70B" in label or "7-8B only" in label else all_pts,
-                             by=("table", "regime"))
+    llms = sorted({p.llm for p in all_pts})
+    variants = [("no per-layer term, fitted on all runs", data, no_layer, lambda p: True)]
+    for llm in llms:
+        variants.append((f"leave {llm} out, tested on it", _subset(data, lambda r, m=llm: r["llm"] != m), C.FREE,
+                         lambda p, m=llm: p.llm == m))
+    first = lambda r: r["llm"] in ("llama-3.1-8b", "qwen2.5-7b")  # noqa: E731
+    variants.append(("fitted on llama-3.1-8b + qwen2.5-7b only, tested on the rest", _subset(data, first), C.FREE,
+                     lambda p: p.llm not in ("llama-3.1-8b", "qwen2.5-7b")))
+    variants.append(("same, without the per-layer term", _subset(data, first), no_layer,
+                     lambda p: p.llm not in ("llama-3.1-8b", "qwen2.5-7b")))
+    rows, out = [], {}
+    for label, train_data, free, test in variants:
+        prof = C.calibrate(train_data, free=free).profile
+        summ = error_summary(prof, [p for p in all_pts if test(p)], by=("table", "regime"))
         out[label] = summ
         for s in summ:
             rows.append([label, s["table"].replace("h100-sxm ", ""), s["regime"], s["n"], _pct(s["mape"]),
                          _pct(s["max_abs_error"]), _pct(s["mean_signed_error"])])
-    return _table("2. Ablations (all points of each group)", ["variant", "run", "regime", "n", "MAPE", "max", "mean signed"],
-                  rows), out
+    return _table("2. Ablations and out-of-sample models (errors on all points of the tested runs)",
+                  ["variant", "run", "regime", "n", "MAPE", "max", "mean signed"], rows), out
 
 
 def section_rerun(data: dict) -> tuple[list[str], dict]:

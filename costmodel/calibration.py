@@ -16,8 +16,9 @@ with ``eta_c``/``eta_m`` the compute/memory efficiencies of the linear (GEMM, LM
 and attention operators, ``t0 = overhead_ms``, ``c = per_sequence_ms`` (``s_i`` sequences that
 emit a token), ``l = per_layer_overhead_ms`` (``L_i`` decoder layers). The per-layer term is this
 calibration's addition: fitted on the H100 without it, an 8B-only fit put 3 ms in ``t0`` and
-under-predicted 80-layer Llama-2-70B shards' decode steps by 18-31 %; with it, 2.5-7 % (notes in
-costmodel/PROFILING_NOTES.md). Kernel-launch and tail latency per layer (about 20 kernels, a few
+under-predicted 80-layer Llama-2-70B shards' decode steps by 14-29 %; with it, the same fit predicts
+the shards within 2.8-6.0 % MAPE per TP and regime (costmodel/PROFILING_NOTES.md,
+benchmarks/results/profile_accuracy.md). Kernel-launch and tail latency per layer (about 20 kernels, a few
 microseconds each even inside a CUDA graph) is the physical reading.
 
 Fit: ``servopt.costmodel.fit.fit_profile`` (Levenberg-Marquardt on relative error, the form GenZ
