@@ -30,6 +30,8 @@ weights are sharded Megatron-style):
 3. Output projection ``[n, h_q d_h / T] x [.., d]`` and residual add; RMSNorm; gated SwiGLU MLP
    (``[d, 2 d_ff / T]`` gate+up, SiLU(gate) * up, ``[d_ff / T, d]`` down) or a 2-matrix GELU MLP
    (OPT), residual add.
+   Every architecture gets RMSNorm and RoPE: OPT's LayerNorm and learned positions are elementwise
+   passes of the same size, which the cost model counts the same way.
 The prefix is the token embedding gather; the suffix is the final RMSNorm, the LM head
 ``[rows, d] x [d, V / T]`` on the one row per sequence that samples (the last token of each prefill
 chunk, every decode request) and a greedy argmax. Tensor-parallel all-reduces are *not* run (one
