@@ -41,6 +41,8 @@ class Comparison:
     solve_seconds: float
     warm_start: dict
     rows: list[PolicyRow]
+    bound_source: str | None = None
+    formulation: str = "time-indexed"
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -60,15 +62,17 @@ def _ratio(num, den):
 
 
 def compare_kv_schedule(instance: KVScheduleInstance, policies: list[str], *, time_limit_s: float,
-                        rel_gap: float = 1e-4, policy_params: dict | None = None) -> Comparison:
+                        rel_gap: float = 1e-4, policy_params: dict | None = None,
+                        formulation: str = "time-indexed") -> Comparison:
     from servopt.analysis.kv_check import check_result
-    from servopt.analysis.kv_optimum import solve_optimum
+    from servopt.analysis.kv_optimum import formulation_module, solve_optimum
     from servopt.simulator.kv_rounds import PolicyLivelock, make_policy, simulate_rounds
 
     policy_params = policy_params or {}
     for name in policies:  # fail on a bad name before the (long) solve
         make_policy(name, **policy_params.get(name, {}))
-    opt = solve_optimum(instance, time_limit_s=time_limit_s, rel_gap=rel_gap)
+    formulation_module(formulation)
+    opt = solve_optimum(instance, time_limit_s=time_limit_s, rel_gap=rel_gap, formulation=formulation)
     rows = []
     for name in policies:
         t0 = time.perf_counter()
@@ -84,4 +88,4 @@ def compare_kv_schedule(instance: KVScheduleInstance, policies: list[str], *, ti
                               _ratio(cost, opt.bound), sched.preemptions, seconds, violations))
     warm = {k: v for k, v in opt.warm_start.items()}
     return Comparison(instance.name, instance.objective, opt.status, opt.objective, opt.bound, opt.gap,
-                      opt.solve_seconds, warm, rows)
+                      opt.solve_seconds, warm, rows, opt.bound_source, formulation)

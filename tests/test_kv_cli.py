@@ -109,3 +109,13 @@ def test_solve_export_writes_lp(example, tmp_path, run_cli):
     lp = tmp_path / "m.lp"
     code, out, err = run_cli("solve", example, "--time-limit", "20", "--export", lp, "--json")
     assert code == 0 and lp.exists() and "memory" in lp.read_text()
+
+
+def test_compare_with_another_formulation(example, run_cli):
+    code, out, err = run_cli("compare", example, "--policies", "fcfs", "--time-limit", "20", "--formulation",
+                             "aggregated", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["formulation"] == "aggregated" and data["incumbent"] == 56.0 and data["bound"] == 56.0
+    code, out, err = run_cli("compare", example, "--formulation", "nope", "--time-limit", "20")
+    assert code == 2 and "unknown kv_schedule formulation" in err

@@ -18,6 +18,7 @@ def register(subparsers) -> None:
                    help="comma-separated policy names (default: all kv_schedule policies)")
     p.add_argument("--time-limit", type=float, default=60.0, metavar="S", help="solver time limit in seconds (default 60)")
     p.add_argument("--rel-gap", type=float, default=1e-4, help="relative gap at which the solver stops (default 1e-4)")
+    p.add_argument("--formulation", default=None, help="formulation of the hindsight program, where a kind offers several")
     p.add_argument("--out", metavar="COMPARE.json", help="write the comparison JSON to this file")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)
@@ -36,7 +37,7 @@ def run(args) -> int:
     module, instance, _ = read_instance(args.instance)
     if not hasattr(module, "compare"):
         raise InputError("kind", f"'{module.KIND}' instances have no online policies to compare")
-    result = module.compare(instance, policies=policies, time_limit_s=args.time_limit, options={"rel_gap": args.rel_gap})
+    result = module.compare(instance, policies=policies, time_limit_s=args.time_limit, options={"rel_gap": args.rel_gap, "formulation": args.formulation})
     if args.out:
         jsonio.write_json(result, args.out)
     if args.json:

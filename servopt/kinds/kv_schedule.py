@@ -149,7 +149,8 @@ def compare(instance, *, policies: list[str], time_limit_s: float, options: dict
     options = dict(options or {})
     return compare_kv_schedule(instance, policies, time_limit_s=time_limit_s,
                                rel_gap=float(options.get("rel_gap", 1e-4)),
-                               policy_params=options.get("policy_params")).to_dict()
+                               policy_params=options.get("policy_params"),
+                               formulation=options.get("formulation") or "time-indexed").to_dict()
 
 
 def render_comparison(result: dict, console) -> None:
