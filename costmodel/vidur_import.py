@@ -163,6 +163,7 @@ class VidurProfileCost:
         object.__setattr__(self, "_tok_table", tok.tolist())
         object.__setattr__(self, "_dec_rows", [row.tolist() for row in self.dec_ms])
         object.__setattr__(self, "_dec_kv_list", self.dec_kv.tolist())
+        object.__setattr__(self, "_run_rows", {})
 
     def _token_layer_ms(self, n: int) -> float:
         i = -(-n // 8)
@@ -204,6 +205,25 @@ class VidurProfileCost:
             per_layer += self._prefill_attention_ms(q_eq, kv) * (1 + BATCHING_OVERHEAD if len(chunks) > 1 else 1.0)
         return self.num_layers * per_layer
 
+    def decode_run_ms(self, decode_seqs: int, first_context_tokens: float, steps: int) -> np.ndarray:
+        """``steps`` decode-only iterations of the same ``decode_seqs`` sequences, the total context
+        starting at ``first_context_tokens`` and growing by one token per sequence per step (so the
+        mean KV length grows by one): the fast path of a decode stretch."""
+        n = int(decode_seqs)
+        fast = self._run_rows.get(n)
+        if fast is None:
+            if not (1 <= n <= int(self.dec_batch[-1]) and self.dec_batch[n - 1] == n):
+                return self.decode_ms_array(n, first_context_tokens + n * np.arange(int(steps)))
+            scale = self.num_layers * (1 + BATCHING_OVERHEAD if n > 1 else 1.0)
+            fast = self._run_rows[n] = (self.dec_ms[n - 1] * scale, self.num_layers * self._token_layer_ms(n))
+        kv = np.arange(int(steps), dtype=float)
+        kv += first_context_tokens / n
+        if kv[-1] > self.dec_kv[-1]:
+            return self.decode_ms_array(n, first_context_tokens + n * np.arange(int(steps)))
+        out = np.interp(kv, self.dec_kv, fast[0])
+        out += fast[1]
+        return out
+
     def decode_ms_array(self, decode_seqs: int, decode_context_tokens) -> np.ndarray:
         """Decode-only iterations at several total contexts at once (numpy)."""
         ctx = np.asarray(decode_context_tokens, dtype=float)
@@ -224,13 +244,14 @@ class VidurProfileCost:
 
     def chunk_run_ms(self, chunk: int, before, decode_seqs: int, decode_context_tokens) -> np.ndarray:
         """Iterations of one prefill chunk at several contexts ``before`` beside ``decode_seqs``
-        decode sequences at total contexts ``decode_context_tokens`` (arrays of one length)."""
-        before = np.asarray(before)
-        per_layer = np.full(before.shape, self._token_layer_ms(int(chunk) + int(decode_seqs)), dtype=float)
-        per_layer += np.array([self._prefill_attention_ms(float(chunk), int(b)) for b in before])
-        out = self.num_layers * per_layer
-        if decode_seqs:
-            out = out + self.decode_ms_array(decode_seqs, decode_context_tokens) - self.num_layers * self._token_layer_ms(int(decode_seqs))
+        decode sequences at total contexts ``decode_context_tokens`` (arrays of one length; the
+        decode contexts grow by ``decode_seqs`` per iteration)."""
+        n = int(decode_seqs)
+        pre = np.array([self._prefill_attention_ms(float(chunk), int(b)) for b in before])
+        out = self.num_layers * (pre + self._token_layer_ms(int(chunk) + n))
+        if n:
+            ctx = np.asarray(decode_context_tokens)
+            out += self.decode_run_ms(n, float(ctx[0]), len(ctx)) - self.num_layers * self._token_layer_ms(n)
         return out
 
     def iteration_ms_totals(self, *, prefill_tokens=0, prefill_attention_pairs=0, decode_seqs=0,

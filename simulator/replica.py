@@ -157,6 +157,8 @@ class Replica:
     def _growth_over(self, k: int) -> int:
         """Blocks the decode set gains over its next ``k`` steps."""
         bs, cnt, g = self.bs, self._res_count, self.G
+        if k == 1:
+            return cnt[-g % bs]
         q, r = divmod(k, bs)
         return q * self.n_dec + sum(cnt[(-(g + j)) % bs] for j in range(r))
 

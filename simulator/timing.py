@@ -109,6 +109,10 @@ class CostModelTimer:
 
     def decode_s(self, decode_seqs, first_context_tokens, steps) -> np.ndarray:
         steps = int(steps)
+        if self._per_chunk and hasattr(self.cost, "decode_run_ms"):
+            out = self.cost.decode_run_ms(decode_seqs, first_context_tokens, steps)
+            out *= 0.001
+            return out
         ctx = first_context_tokens + decode_seqs * np.arange(steps, dtype=np.int64)
         if self._per_chunk:
             return np.asarray(self.cost.decode_ms_array(decode_seqs, ctx), dtype=float) / 1000.0
