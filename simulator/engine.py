@@ -210,6 +210,13 @@ def simulate(requests, cost, config: SimConfig, *, progress=None) -> SimResult:
                 rep.version += 1
                 push(end, STEP, rep.index, rep.version)
 
+    def assign(rep, req, t):
+        req.replica = rep.index
+        rep.n_assigned += 1
+        rep.assigned_tokens += req.prompt + req.seen
+        rep.sched.enqueue(rep, req)
+        wake(rep, t)
+
     it = iter(requests)
     idx = [0]
     last_arrival = [0.0]
@@ -243,12 +250,7 @@ def simulate(requests, cost, config: SimConfig, *, progress=None) -> SimResult:
             in_flight[0] += 1
             if in_flight[0] > in_flight[1]:
                 in_flight[1] = in_flight[0]
-            rep = router.route(a, front, now)
-            a.replica = rep.index
-            rep.n_assigned += 1
-            rep.assigned_tokens += a.prompt + a.seen
-            rep.sched.enqueue(rep, a)
-            wake(rep, now)
+            assign(router.route(a, front, now), a, now)
             next_arrival()
         elif kind == STEP:
             rep = reps[a]
@@ -260,13 +262,8 @@ def simulate(requests, cost, config: SimConfig, *, progress=None) -> SimResult:
             if end is not None:
                 rep.version += 1
                 push(end, STEP, rep.index, rep.version)
-        else:  # TRANSFER
-            rep = decode_router.route(a, back, now)
-            a.replica = rep.index
-            rep.n_assigned += 1
-            rep.assigned_tokens += a.prompt + a.seen
-            rep.sched.enqueue(rep, a)
-            wake(rep, now)
+        else:  # TRANSFER: the KV has reached the decode pool
+            assign(decode_router.route(a, back, now), a, now)
 
     for rep in reps:  # whatever is left could never be scheduled: report, do not spin
         for req in rep.sched.waiting_list() + list(rep.prefilling) + list(rep.paused) + list(rep.swapped) + list(rep.d_req):
