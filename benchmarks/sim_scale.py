@@ -25,11 +25,8 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("SERVOPT_SHARED", ROOT.parent / "shared"))
-PROFILES = SHARED / "traces" / "vidur_profiling"
-AZURE_CONV = SHARED / "traces" / "AzureLLMInferenceTrace_conv.csv"
-RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sim_vidur import AZURE_CONV, PROFILES, RESULTS, vidur_kv_tokens  # noqa: E402 - same setting, same paths
 
 
 def one(n: int, replicas: int, qps_per_replica: float, lengths_csv: str) -> dict:
@@ -39,9 +36,6 @@ def one(n: int, replicas: int, qps_per_replica: float, lengths_csv: str) -> dict
     from servopt.instances.catalog import get_llm
     from servopt.instances.traces import iter_trace
     from servopt.simulator.engine import SimConfig, simulate
-
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from sim_vidur import vidur_kv_tokens
 
     llm = get_llm("llama-2-70b")
     cost = load_vidur_profiles(PROFILES / "a100_Llama-2-70b-hf_mlp.csv", PROFILES / "a100_attention_n8192_q64_kv8_tp2.csv",
