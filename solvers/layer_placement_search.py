@@ -526,19 +526,41 @@ def solve_layer_placement(instance: LayerPlacementInstance, *, time_limit_s: flo
                         f"{formulation} MILP bound" if final_status == "optimal" else "", bounds, baselines, trace, milp_calls)
 
     # Iterated cutoff with threshold covers on the boundary formulation. Each test asks HiGHS for
-    # a layout with F >= F_t (stopping at the first one): F_t just above the incumbent first (a
-    # proof of optimality when infeasible), then, when such a test runs out of its time slice,
-    # the midpoint between incumbent and bound (bisection on the bound).
+    # a layout with F >= F_t and stops at the first one. Order: F_t just above the incumbent (a
+    # proof of optimality when infeasible); if that runs out of its slice, large-neighbourhood
+    # search (the same test with the incumbent fixed outside a window of layers) to raise the
+    # incumbent; then the midpoint between incumbent and bound (bisection on the bound).
     ran_out = False
-    stuck_at_incumbent = False
+    phase = "prove"
+    lns_window = max(instance.num_layers // 3, 2)
+    lns_failures = 0
     while best_value < upper * (1 - rel_gap):
         left = time_limit_s - elapsed()
         if left <= 0.5:
             ran_out = True
             break
         at_incumbent = best_value * (1 + REL_TOL) if best_value > 0 else upper * 1e-6
-        target = at_incumbent if not stuck_at_incumbent else 0.5 * (best_value + upper)
-        slice_s = left if (len(milp_calls) == 0 and not stuck_at_incumbent and left < 8) else max(left / 3, min(left, 2.0))
+        if phase == "lns":
+            found = _lns_sweep(instance, lp, best_layout, at_incumbent, upper, cover_orders, lns_window,
+                               min(left, max(0.35 * left, 2.0)), rel_gap, threads, seed, milp_calls)
+            improved = False
+            for layout in found:
+                if not exact:
+                    layout = polish_layout(instance, layout, time_limit_s=min(5.0, 0.1 * (time_limit_s - elapsed())))
+                before = best_value
+                offer(layout, "boundary+threshold (LNS)")
+                improved = improved or best_value > before
+            if improved:
+                phase, lns_failures = "prove", 0
+            else:
+                lns_failures += 1
+                lns_window = int(lns_window * 1.5) + 1
+                if lns_failures >= 2 or lns_window >= instance.num_layers:
+                    phase = "bisect"
+            continue
+        target = at_incumbent if phase == "prove" else 0.5 * (best_value + upper)
+        first = len(milp_calls) == 0
+        slice_s = left if (first and left < 8) else max(min(left / 5, 10.0), min(left, 2.0))
         model = lp.build(instance, formulation="boundary", upper_bound=upper, threshold=target, cover_orders=cover_orders)
         res = _highs(model, min(slice_s, left), rel_gap, threads, seed, improving=1)
         milp_calls.append({"threshold": target, "status": res.status, "objective": res.objective,
@@ -553,22 +575,20 @@ def solve_layer_placement(instance: LayerPlacementInstance, *, time_limit_s: flo
             layout = lp.extract(model, instance)
             if not exact:
                 layout = polish_layout(instance, layout, time_limit_s=min(5.0, 0.1 * (time_limit_s - elapsed())))
-            value = offer(layout, "boundary+threshold")
-            if value is None or value <= target * (1 - 1e-9):
+            before = best_value
+            offer(layout, "boundary+threshold")
+            if best_value <= before:
                 # the relaxation's layout is worse on the real links: keep only the bound side
                 if res.bound is not None:
                     upper = min(upper, max(res.bound, target))
                 break
-            stuck_at_incumbent = False
+            phase = "prove"
             continue
         if res.bound is not None:
             upper = min(upper, max(res.bound, target))
-        if stuck_at_incumbent and target != at_incumbent and time_limit_s - elapsed() > 1.0:
-            # the midpoint test ran out too: nothing cheaper is left to try
-            ran_out = True
-            break
-        stuck_at_incumbent = True
-        if time_limit_s - elapsed() <= 0.5:
+        if phase == "prove":
+            phase = "lns" if lns_failures < 2 else "bisect"
+        else:  # a bisection test ran out as well: stop
             ran_out = True
             break
 
@@ -602,6 +622,64 @@ def _highs(model, time_limit_s, rel_gap, threads, seed, improving=None, warm_sta
         options["mip_max_improving_sols"] = int(improving)
     return solve(model, time_limit_s=max(time_limit_s, 0.1), rel_gap=rel_gap, threads=threads, seed=seed,
                  options=options, warm_start=warm_start)
+
+
+def _lns_sweep(instance, lp, layout, target, upper, cover_orders, window, budget_s, rel_gap, threads, seed, calls):
+    """Large-neighbourhood search around the incumbent with the threshold model at ``target``.
+
+    Two neighbourhoods, alternating: (a) a window of ``window`` layers (half-overlapping windows):
+    every arc wholly outside it is fixed to the incumbent's count; (b) a few nodes set free: every
+    arc keeps at least the incumbent's count minus the freed nodes' arcs, the freed nodes go
+    anywhere (the flow is free in both). The nodes freed first are those the incumbent's max flow
+    uses least (flow / T). Returns the layouts found; the first one ends the sweep.
+    """
+    import random
+    from collections import Counter
+
+    t0 = time.perf_counter()
+    rng = random.Random(seed + int(target))
+    L = instance.num_layers
+    window = min(window, L)
+    cls_of = {nid: c.key for c in lp.node_classes(instance) for nid in c.node_ids}
+    counts = Counter((cls_of[nid], s, e - s) for nid, (s, e) in layout.ranges.items())
+    ev = evaluate_layout(instance, layout)
+    inflow = ev.node_inflow()
+    usage = sorted(instance.nodes, key=lambda n: inflow.get(n.id, 0.0) / n.throughput(layout.ranges[n.id][1] - layout.ranges[n.id][0]))
+    starts = list(range(0, max(L - window, 0) + 1, max(window // 2, 1)))
+    if starts[-1] + window < L:
+        starts.append(L - window)
+    moves = [("window", a) for a in starts]
+    free_size = max(2, min(len(instance.nodes) // 3, 6))
+    idle = [n.id for n in usage[:free_size // 2]]
+    others = [n.id for n in instance.nodes if n.id not in idle]
+    for _ in range(max(len(starts) // 2, 1)):
+        moves.append(("free", idle + rng.sample(others, min(len(others), free_size - len(idle)))))
+    per_move = max(budget_s / max(len(moves), 1), 2.0)
+    for kind, arg in moves:
+        left = budget_s - (time.perf_counter() - t0)
+        if left <= 0.2:
+            break
+        model = lp.build(instance, formulation="boundary", upper_bound=upper, threshold=target, cover_orders=cover_orders)
+        if kind == "window":
+            a, b = arg, arg + window
+            for arc in model.A:
+                _c, s, k = arc
+                if s + k <= a or s >= b:
+                    model.n[arc].fix(counts.get(arc, 0))
+        else:
+            kept = Counter(counts)
+            for nid in arg:
+                s, e = layout.ranges[nid]
+                kept[(cls_of[nid], s, e - s)] -= 1
+            for arc in model.A:
+                if kept.get(arc, 0) > 0:
+                    model.n[arc].setlb(kept[arc])
+        res = _highs(model, min(per_move, left), rel_gap, threads, seed, improving=1)
+        calls.append({"lns": kind, "threshold": target, "status": res.status, "objective": res.objective,
+                      "seconds": round(res.wall_seconds, 3)})
+        if res.has_solution:
+            return [lp.extract(model, instance)]
+    return []
 
 
 def _helix_search(instance, start_layout, time_left, rel_gap, formulation, upper, threads, seed, calls):
