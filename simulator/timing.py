@@ -12,8 +12,9 @@ The engine needs two things (all times in seconds):
 
 The second is what makes skip-ahead cheap: under the roofline the decode durations of an unchanged
 batch form an arithmetic progression (KV bytes read grow by one token per sequence per step); we
-evaluate the cost model on a numpy array of contexts when it accepts one, and otherwise check the
-progression on three points and extend it (falling back to one call per step if it is not one).
+check the progression at the first, second, middle and last step (enough for a convex piecewise-
+linear cost) and extend it, else evaluate the cost model on a numpy array of contexts (or once per
+step for a scalar-only model).
 """
 from __future__ import annotations
 
@@ -116,6 +117,9 @@ class CostModelTimer:
         ctx = first_context_tokens + decode_seqs * np.arange(steps, dtype=np.int64)
         if self._per_chunk:
             return np.asarray(self.cost.decode_ms_array(decode_seqs, ctx), dtype=float) / 1000.0
+        line = self._decode_line(decode_seqs, first_context_tokens, steps)
+        if line is not None:
+            return line
         if self._vector_ok is not False:
             try:
                 out = np.asarray(self.cost.iteration_ms_totals(
@@ -124,10 +128,31 @@ class CostModelTimer:
                 if out.shape == (steps,):
                     self._vector_ok = True
                     return out / 1000.0
-            except Exception:  # noqa: BLE001 - scalar-only cost model: use the progression below
+            except Exception:  # noqa: BLE001 - scalar-only cost model: one call per step below
                 pass
             self._vector_ok = False
-        return self._decode_progression(decode_seqs, ctx, steps)
+        return np.array([self._decode_ms_scalar(decode_seqs, int(c)) for c in ctx]) / 1000.0
+
+    def _decode_line(self, n, ctx0, steps):
+        """The stretch's durations as an arithmetic progression when the cost model is linear over it.
+
+        The roofline time is a sum of maxima of terms affine in the context (convex and piecewise
+        linear), so agreeing with the line through steps 0 and 1 at the middle and last step means
+        agreeing everywhere in between; otherwise None (the caller evaluates every step).
+        """
+        t0 = self._decode_ms_scalar(n, ctx0)
+        if steps == 1:
+            return np.array([t0 / 1000.0])
+        slope = self._decode_ms_scalar(n, ctx0 + n) - t0
+        tol = 1e-9 * max(1.0, abs(t0))
+        for k in {steps - 1, (steps - 1) // 2}:
+            if k > 1 and abs(self._decode_ms_scalar(n, ctx0 + n * k) - (t0 + slope * k)) > tol:
+                return None
+        out = np.arange(steps, dtype=float)
+        out *= slope
+        out += t0
+        out *= 0.001
+        return out
 
     def chunk_run_s(self, chunk, before, decode_seqs, first_context_tokens, steps) -> np.ndarray:
         """``steps`` iterations of one prefill chunk (context growing by ``chunk``) beside a decode set."""
@@ -136,6 +161,8 @@ class CostModelTimer:
         if self._per_chunk and hasattr(self.cost, "chunk_run_ms"):
             return np.asarray(self.cost.chunk_run_ms(chunk, before + chunk * k, decode_seqs,
                                                      first_context_tokens + decode_seqs * k), dtype=float) / 1000.0
+        if not self._per_chunk and steps <= 32:  # a few scalar calls beat one array call here
+            return _chunk_run_generic(self, chunk, before, decode_seqs, first_context_tokens, steps)
         if not self._per_chunk and self._vector_ok is not False:
             b = before + chunk * k
             extra = {"prefill_context_tokens": b} if self._takes_context else {}
@@ -149,16 +176,6 @@ class CostModelTimer:
             except Exception:  # noqa: BLE001 - scalar-only cost model
                 pass
         return _chunk_run_generic(self, chunk, before, decode_seqs, first_context_tokens, steps)
-
-    def _decode_progression(self, decode_seqs, ctx, steps):
-        t0 = self._decode_ms_scalar(decode_seqs, int(ctx[0]))
-        if steps == 1:
-            return np.array([t0 / 1000.0])
-        t1 = self._decode_ms_scalar(decode_seqs, int(ctx[1]))
-        t2 = self._decode_ms_scalar(decode_seqs, int(ctx[0] + 2 * decode_seqs))
-        if abs((t2 - t1) - (t1 - t0)) <= 1e-9 * max(1.0, abs(t0)):
-            return (t0 + (t1 - t0) * np.arange(steps, dtype=float)) / 1000.0
-        return np.array([self._decode_ms_scalar(decode_seqs, int(c)) for c in ctx]) / 1000.0
 
 
 def _chunk_run_generic(timer, chunk, before, decode_seqs, first_context_tokens, steps) -> np.ndarray:

@@ -151,3 +151,24 @@ def test_unservable_request_is_an_error_or_reported():
         simulate(reqs, UnitTimer(), SimConfig(kv_tokens=1024))
     res = simulate(reqs, UnitTimer(), SimConfig(kv_tokens=1024, unservable="drop"))
     assert res.unserved == ["huge"] and len(res.to_dataframe()) == 1
+
+
+def test_cost_model_adapter_is_exact_across_a_kink():
+    """A scalar-only cost with a kink inside the stretch: the adapter must not extend the first
+    slope (it checks the middle and last steps), and must match per-step evaluation exactly."""
+    from servopt.simulator.timing import CostModelTimer
+
+    class Kinked:
+        def iteration_ms_totals(self, *, prefill_tokens=0, prefill_attention_pairs=0, decode_seqs=0,
+                                decode_context_tokens=0, sampled_seqs=0):
+            if np.ndim(decode_context_tokens):
+                raise ValueError("scalar only")
+            return max(20.0 + 0.001 * decode_context_tokens, 5.0 + 0.004 * decode_context_tokens)
+
+    t = CostModelTimer(Kinked())
+    n, ctx0, k = 10, 1000, 1000  # kink at ctx 5000: step 400
+    got = t.decode_s(n, ctx0, k)
+    want = np.array([max(20 + 0.001 * c, 5 + 0.004 * c) for c in ctx0 + n * np.arange(k)]) / 1000
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-15)
+    straight = t.decode_s(n, ctx0, 300)  # before the kink: the progression
+    np.testing.assert_allclose(straight, want[:300], rtol=0, atol=1e-15)
