@@ -55,7 +55,8 @@ Its LP bound is the saturation bound U (research/placement-anchors.md §1.7), wh
 big-M bound. ``prune_below`` (optional) drops arcs whose capacity cannot help a flow >= that value
 alone AND with partners: none are dropped by default. ``mirror_break`` adds the symmetry cut
 "layer 0's cover uses no fewer nodes than layer L-1's" — a layout reflected (s -> L - e) has the same
-max flow (reverse every arc), so one of each mirror pair may be dropped.
+max flow (reverse every arc), so one of each mirror pair may be dropped; applied only when every
+class reaches the source iff it reaches the sink (else a reflection may not be a layout).
 """
 from __future__ import annotations
 
@@ -232,7 +233,8 @@ def _build_boundary(instance, *, upper_bound, threshold, cover_orders, layer_cov
             ) >= threshold
 
         m.threshold_knapsack = pyo.Constraint(m.Lay, rule=_threshold_knapsack_rule)
-    if mirror_break and L > 1:
+    symmetric_access = all(c.from_source == c.to_sink for c in classes)
+    if mirror_break and L > 1 and symmetric_access:
         m.mirror = pyo.Constraint(expr=sum(m.n[a] for a in covers[0]) >= sum(m.n[a] for a in covers[L - 1]))
     m.obj = pyo.Objective(expr=m.F, sense=pyo.maximize)
     return m

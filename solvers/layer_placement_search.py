@@ -80,6 +80,8 @@ def saturation_upper_bound(instance: LayerPlacementInstance) -> float:
         # round-off slack on the safe side: a bound a hair too high is still a bound
         return layer_capacity(F) >= L * F * (1 - 1e-12)
 
+    if sum(len(T) for T in tables) < L:
+        return 0.0  # even all nodes in one pipeline cannot hold the model: no path exists
     lo, hi = 0.0, compute_upper_bound(instance)
     if feasible(hi):
         return min(hi, _link_cap_bound(instance))
@@ -511,6 +513,10 @@ def solve_layer_placement(instance: LayerPlacementInstance, *, time_limit_s: flo
     first_layout_s = trace[0]["t_s"] if trace else elapsed()
 
     status, proof, milp_calls = "feasible", "", []
+    if upper <= 0.0:
+        return _outcome(best_layout, best_value, 0.0, "optimal", best_method, elapsed(), first_layout_s,
+                        "no flow is possible: the saturation bound is 0 (too few layers can be held, or zero-capacity "
+                        "source/sink links)", bounds, baselines, trace, milp_calls)
     if best_value >= upper * (1 - rel_gap):
         return _outcome(best_layout, best_value, upper, "optimal", best_method, elapsed(), first_layout_s,
                         "incumbent meets the saturation upper bound", bounds, baselines, trace, milp_calls)

@@ -48,6 +48,17 @@ def test_boundary_formulation_optimum_is_brute_force(spec):
     assert round(layout_value(inst, lp.extract(m, inst)), 9) == optimum  # the layout itself: exact
 
 
+@pytest.mark.parametrize("spec", EXACT[:4], ids=lambda s: f"seed{s['seed']}")
+def test_mirror_symmetry_cut_keeps_the_optimum(spec):
+    data = tiny_instance(**spec)
+    optimum, _ = brute_force_optimum(data)
+    inst = instance_from_dict(data)
+    m = lp.build(inst, formulation="boundary", upper_bound=saturation_upper_bound(inst), mirror_break=True)
+    assert hasattr(m, "mirror")
+    res = solve(m, time_limit_s=20, rel_gap=0, threads=1)
+    assert res.status == "optimal" and res.objective == pytest.approx(optimum, abs=1e-5)
+
+
 @pytest.mark.parametrize("spec", (EXACT[:2] + LINKED[:3]), ids=lambda s: f"seed{s['seed']}")
 @pytest.mark.parametrize("formulation", ["helix", "helix_capped"])
 def test_helix_formulation_optimum_is_brute_force(spec, formulation):
@@ -100,3 +111,20 @@ def test_generator_is_deterministic_and_valid():
     assert len(inst.nodes) == 6 and lp.boundary_is_exact(inst)
     geo = instance_from_dict(random_cluster(3, num_nodes=6, num_types=2, num_layers=12, regions=2))
     assert len(geo.nodes) == 6
+
+
+@pytest.mark.parametrize("num_layers,thr,source_cap,expected", [
+    (4, [5, 3], 9, 0.0),      # the only node holds at most 2 of 4 layers: no path
+    (1, [5, 3, 2], 9, 5.0),   # throughput list longer than the model: clipped to L
+    (2, [5, 3], 0, 0.0),      # zero-capacity source link
+])
+def test_degenerate_instances(num_layers, thr, source_cap, expected):
+    from servopt.kinds import layer_placement as kind
+
+    data = {"kind": "layer_placement", "num_layers": num_layers,
+            "nodes": [{"id": "a", "throughput_tokens_per_s": thr}],
+            "links": [{"from": "source", "to": "a", "tokens_per_s": source_cap}, {"from": "a", "to": "sink", "tokens_per_s": 9}]}
+    inst = kind.load(data)
+    result = kind.solve(inst, time_limit_s=5, options={})
+    assert result["status"] == "optimal" and result["objective"] == expected and result["bound"] == expected
+    assert kind.check(inst, result) == []
