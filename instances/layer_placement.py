@@ -119,44 +119,34 @@ class Layout:
 class LayerPlacementResult:
     """A layout, the max flow it admits, and the routing weights taken from that flow.
 
-    ``flows`` are arc flows (tokens/s) of one maximum flow of the layout; ``routing_weights`` are,
-    per sender (``source`` or a node), the fraction of its outflow sent to each next hop — the
-    weights of Helix's interleaved weighted round-robin (Helix §5).
+    ``flows`` are arc flows (tokens/s) of one maximum flow of the layout, as (from, to, value);
+    ``routing_weights`` are, per sender (``source`` or a node), the fraction of its outflow sent to
+    each next hop — the weights of Helix's interleaved weighted round-robin (Helix §5).
+    ``common`` holds the fields every servopt result carries (status, objective, bound, gap, ...).
     """
 
+    common: dict
     layout: Layout
-    objective: float
     flows: list
     routing_weights: dict
-    common: dict
-    method: str
-    bound: float | None = None
-    bounds: dict = field(default_factory=dict)
-    baselines: dict = field(default_factory=dict)
-    trace: list = field(default_factory=list)
+    details: dict = field(default_factory=dict)  # formulation, method, proof, bounds, baselines, trace, ...
 
     def to_dict(self) -> dict:
-        out = {"kind": "layer_placement", **self.common}
-        out["objective"] = self.objective
-        out["bound"] = self.bound
-        out["method"] = self.method
+        out = {"kind": "layer_placement", **self.common, **self.details}
         out["layers"] = self.layout.to_dict()
         out["flows"] = [{"from": u, "to": v, "tokens_per_s": f} for u, v, f in self.flows]
         out["routing_weights"] = self.routing_weights
-        out["bounds"] = self.bounds
-        out["baselines"] = self.baselines
-        out["trace"] = self.trace
         return out
 
     def to_dataframe(self):
+        """One row per node: its range, the flow through it and its share of its throughput."""
         import pandas as pd
 
-        rows = []
         inflow: dict[str, float] = {}
-        for u, v, f in self.flows:
+        for _u, v, f in self.flows:
             inflow[v] = inflow.get(v, 0.0) + f
-        for nid, (s, e) in self.layout.ranges.items():
-            rows.append({"node": nid, "start": s, "end": e, "num_layers": e - s, "flow_tokens_per_s": inflow.get(nid, 0.0)})
+        rows = [{"node": nid, "start": s, "end": e, "num_layers": e - s, "flow_tokens_per_s": inflow.get(nid, 0.0)}
+                for nid, (s, e) in sorted(self.layout.ranges.items(), key=lambda kv: (kv[1], kv[0]))]
         return pd.DataFrame(rows)
 
 

@@ -70,3 +70,19 @@ def test_cluster10_proved_optimal_at_the_gurobi_value():
     assert out.value == pytest.approx(286.5874097546421, rel=1e-12)
     assert out.bound <= 286.5874097546421 * (1 + 1e-8)
     assert "infeasible" in out.proof
+
+
+def test_result_dataclass_round_trip():
+    from servopt.instances.layer_placement import LayerPlacementResult
+
+    data = _data(CLUSTER24)
+    inst = instance_from_dict(data)
+    layout = layout_from_dict(inst, data["reference"]["helix_layout"])
+    ev = evaluate_layout(inst, layout)
+    res = LayerPlacementResult({"status": "feasible", "objective": ev.value}, layout, list(ev.flows), ev.routing_weights)
+    frame = res.to_dataframe()
+    assert len(frame) == 24
+    assert frame[frame.start == 0].flow_tokens_per_s.sum() == pytest.approx(1289.5557702751735, rel=1e-12)
+    out = res.to_dict()
+    assert out["layers"]["ComputeNode-15"] == [0, 3]
+    assert sum(w for w in out["routing_weights"]["source"].values()) == pytest.approx(1.0)

@@ -74,14 +74,15 @@ def solve(instance: lpi.LayerPlacementInstance, *, time_limit_s: float, options:
     baselines = dict(outcome.baselines)
     if ref is not None:
         baselines["helix_published"] = {"objective": ref}
-    result = {
-        "kind": KIND,
+    common = {
         "status": outcome.status,
         "objective": ev.value,
         "bound": outcome.bound,
         "gap": relative_gap(ev.value, outcome.bound, "max"),
         "solve_seconds": round(outcome.seconds, 4),
         "solver": "highs",
+    }
+    details = {
         "formulation": formulation,
         "method": outcome.method,
         "proof": outcome.proof,
@@ -89,14 +90,12 @@ def solve(instance: lpi.LayerPlacementInstance, *, time_limit_s: float, options:
         "reference_objective": ref,
         "time_to_reference_s": matched,
         "num_layers": instance.num_layers,
-        "layers": outcome.layout.to_dict(),
-        "flows": [{"from": u, "to": v, "tokens_per_s": f} for u, v, f in ev.flows],
-        "routing_weights": ev.routing_weights,
         "bounds": outcome.bounds,
         "baselines": baselines,
         "trace": outcome.trace,
         "milp_calls": outcome.milp_calls,
     }
+    result = lpi.LayerPlacementResult(common, outcome.layout, list(ev.flows), ev.routing_weights, details).to_dict()
     return result
 
 
