@@ -54,7 +54,25 @@ same rows per slice (Σ_k x_{q,k} = served_q − split_q etc.) and the load row
 slice's prefill and decode picks are one-hot, so the transport polytope with those marginals has
 the single point z = x^prefill ⊗ x^decode. Kept for cross-checking and for the scale benchmark.
 
-``build(instance, *, formulation=..., min_served_rps=None)``: with ``min_served_rps`` a
+Exact preprocessing: dominated configurations [``dominated_configs``]. Configuration k of role r
+is dropped when another configuration k' of the same role can take over every instance of k at no
+extra cost and with at least the capacity for every bucket: m copies of k' with
+m · p_{k'} ≤ p_k and m · μ_{k',b} ≥ μ_{k,b} ∀b. Because loads pool over the instances of a
+configuration, replacing y_k instances of k by m·y_k of k' keeps every row feasible. Within one GPU
+type, m = tp_k / tp_{k'} (same GPUs, same price: availability unchanged); across types only when k'
+has unlimited availability and there are no links (a swap changes the types a KV transfer joins).
+A dominated configuration is only dropped when its dominator itself is kept.
+
+Solution strategy ``relax-and-fix`` (min_cost; in ``servopt.kinds.pd_placement``), three calls on
+the same model [``relax_slices``, ``fix_counts``]:
+(1) relax the slice counts n (and u, m) to continuous, keep y integer: with few configurations
+this is fast, and its optimum is a valid lower bound; (2) fix y at its solution and restore the
+integrality of n: any feasible point costs exactly the bound, hence is optimal; (3) if (2) is
+infeasible, solve the full MILP with the cut Σ_k p_k y_k ≥ bound. On the scale benchmark
+(benchmarks/pd_scale.py) phase (2) succeeded on every seed: slice integrality rarely changes the
+optimal counts, while branching on n instead of y is what made the plain MILP slow.
+
+``build(instance, *, formulation=..., min_served_rps=None, prune=True)``: with ``min_served_rps`` a
 max_goodput instance is built as "min cost s.t. Σ_b ρ_b s_b ≥ min_served_rps" (the second,
 lexicographic stage: cheapest fleet reaching the optimal goodput). ``extract(model)`` returns a
 ``PDPlan`` with one ``SliceAssignment`` per (bucket, slice, phase).
@@ -71,11 +89,42 @@ from servopt.instances.pd_placement import Config, ConfigUse, PDPlacementInstanc
 FORMULATIONS = ("aggregated", "per_slice")
 
 
-def _data(instance: PDPlacementInstance) -> dict:
+def dominated_configs(instance: PDPlacementInstance) -> set[Config]:
+    """Configurations some optimal plan never needs (exact preprocessing, module docstring)."""
+    K = instance.configs()
+    cap = instance.capacity_table()
+    available = {g.type: g.available for g in instance.gpus}
+    price = {k: instance.config_usd_per_hour(k) for k in K}
+    buckets = [b.id for b in instance.buckets]
+    # Links make the GPU type of a phase matter beyond price and capacity: keep cross-type swaps out.
+    cross_type_ok = not instance.links
+    dominated: set[Config] = set()
+    for k in K:
+        for k2 in K:
+            if k2 == k or k2.role != k.role or k2 in dominated:
+                continue
+            if k2.gpu == k.gpu:
+                if k2.tp >= k.tp or k.tp % k2.tp:
+                    continue
+                multiples = (k.tp // k2.tp,)  # same GPUs, same price
+            elif cross_type_ok and available[k2.gpu] is None:
+                multiples = range(1, 1 + min(8, int(price[k] / price[k2] + 1e-9)))
+            else:
+                continue
+            if any(all(mult * cap.get((k2, b), 0.0) >= cap.get((k, b), 0.0) for b in buckets) for mult in multiples
+                   if mult * price[k2] <= price[k] + 1e-12):
+                dominated.add(k)
+                break
+    return dominated
+
+
+def _data(instance: PDPlacementInstance, *, prune: bool = True) -> dict:
     """Plain index sets and coefficients, no Pyomo (mpi-sppy style)."""
     S = instance.slices
     buckets = {b.id: b for b in instance.buckets}
     K = instance.configs()
+    dropped = dominated_configs(instance) if prune else set()
+    K = [k for k in K if k not in dropped]
     cap = instance.capacity_table()
     rho = {b.id: instance.slice_rate_rps(b) for b in instance.buckets}
     by_role: dict[tuple[str, str], list[int]] = defaultdict(list)  # (bucket, role) -> config indices
@@ -101,16 +150,18 @@ def _data(instance: PDPlacementInstance) -> dict:
         "kv_gb": {b.id: instance.kv_gb_per_request(b) for b in instance.buckets},
         "gpu_types": gpu_types,
         "available": {g.type: g.available for g in instance.gpus if g.available is not None},
+        "dominated": sorted(dropped, key=lambda k: (k.gpu, k.tp, k.role)),
     }
 
 
-def build(instance: PDPlacementInstance, *, formulation: str | None = None, min_served_rps: float | None = None) -> pyo.ConcreteModel:
+def build(instance: PDPlacementInstance, *, formulation: str | None = None, min_served_rps: float | None = None,
+          prune: bool = True) -> pyo.ConcreteModel:
     formulation = formulation or "aggregated"
     if formulation not in FORMULATIONS:
         from servopt.errors import InputError
 
         raise InputError("--formulation", f"unknown formulation '{formulation}' for pd_placement (known: {', '.join(FORMULATIONS)})")
-    d = _data(instance)
+    d = _data(instance, prune=prune)
     m = pyo.ConcreteModel(name=f"pd_placement[{formulation}]")
     m._instance = instance
     m._data = d
@@ -319,6 +370,43 @@ def _availability_rule(m, g):
 
 def _budget_rule(m):
     return m.cost <= m._instance.budget_usd_per_hour
+
+
+# ---- the relax-and-fix strategy (see module docstring) --------------------------------------------
+
+
+def _slice_vars(m):
+    """Every integer variable except the instance counts y."""
+    for name in ("n", "x", "split", "split_q", "pair", "served", "served_q"):
+        comp = getattr(m, name, None)
+        if isinstance(comp, pyo.Var):
+            yield from comp.values()
+
+
+def relax_slices(m) -> None:
+    """Make slice counts continuous (y stays integer): the relaxation whose optimum bounds the MILP."""
+    m._integer_domains = {id(v): v.domain for v in _slice_vars(m)}
+    for v in _slice_vars(m):
+        v.domain = pyo.UnitInterval if v.domain is pyo.Binary else pyo.NonNegativeReals
+
+
+def restore_slices(m) -> None:
+    for v in _slice_vars(m):
+        v.domain = m._integer_domains.get(id(v), v.domain)
+
+
+def fix_counts(m, counts: list[int]) -> None:
+    for k, value in enumerate(counts):
+        m.y[k].fix(value)
+
+
+def unfix_counts(m) -> None:
+    for v in m.y.values():
+        v.unfix()
+
+
+def counts(m) -> list[int]:
+    return [int(round(pyo.value(m.y[k]))) for k in range(len(m._data["K"]))]
 
 
 # ---- extraction ----------------------------------------------------------------------------------

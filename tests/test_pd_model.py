@@ -147,13 +147,16 @@ def test_matches_brute_force(seed, mode, variant):
     inst = _tiny(seed, mode, links=variant == "links", goodput=variant == "goodput", avail=variant == "availability")
     best = _brute_force(inst)
     results = {}
+    strategies = ("direct", "relax-and-fix") if inst.objective == "min_cost" else ("direct",)
     for formulation in ("aggregated", "per_slice"):
-        try:
-            results[formulation] = pd.solve(inst, time_limit_s=20, options={"formulation": formulation, "rel_gap": 0})
-        except InfeasibleError:
-            results[formulation] = None
+        for strategy in strategies:
+            try:
+                results[formulation, strategy] = pd.solve(
+                    inst, time_limit_s=20, options={"formulation": formulation, "rel_gap": 0, "strategy": strategy})
+            except InfeasibleError:
+                results[formulation, strategy] = None
     if best is None:
-        assert results == {"aggregated": None, "per_slice": None}
+        assert set(results.values()) == {None}
         return
     for formulation, result in results.items():
         assert result is not None, formulation
@@ -164,6 +167,49 @@ def test_matches_brute_force(seed, mode, variant):
             assert result["cost_usd_per_hour"] == best[1], formulation  # lexicographic stage 2
         else:
             assert result["objective"] == best[0], formulation
+
+
+def test_relaxation_bound_below_optimum_falls_back_to_full_milp():
+    """Relaxed slices make y = (A: 1, C: 1) look feasible at $13; no integral split exists (hand-computed):
+    one slice per instance of A (0.6 each, two = 1.2), C needs 2.5 instances per slice. Options: both on C
+    5 x $3 = $15, A + C $10 + 3 x $3 = $19, both on A 2 x $10 = $20. Optimum $15."""
+    data = {
+        "kind": "pd_placement", "mode": "colocated", "rate_rps": 6.0, "slices": 2,
+        "buckets": [{"id": "b", "share": 1.0}],
+        "gpus": [{"type": "A", "usd_per_hour": 10}, {"type": "C", "usd_per_hour": 3}],
+        "capacities": [{"gpu": "A", "role": "colocated", "bucket": "b", "rps": 5.0},
+                       {"gpu": "C", "role": "colocated", "bucket": "b", "rps": 1.2}],
+    }
+    inst = pd.load(data)
+    assert _brute_force(inst) == (15,)
+    result = pd.solve(inst, **LIMIT, options={"rel_gap": 0})
+    assert result["objective"] == 15 and result["status"] == "optimal"
+    assert result["counts"] == {"C": {"colocated": 5}}
+    assert [st["stage"] for st in result["stages"]][0].startswith("relaxation")
+    assert result["stages"][0]["objective"] == 13
+    assert result["stages"][-1]["stage"] == "full MILP with the relaxation bound"
+    assert pd.check(inst, result) == []
+
+
+def test_dominated_configurations_are_pruned_without_changing_the_optimum():
+    from servopt.models import pd_placement as mp
+
+    pruned_somewhere = 0
+    for seed in range(12):
+        for mode in ("colocated", "hybrid"):
+            inst = _tiny(seed, mode)
+            if pd.unservable_buckets(inst):
+                continue
+            pruned_somewhere += len(mp.dominated_configs(inst))
+            costs = []
+            for prune in (True, False):
+                from servopt.solvers.highs import solve
+
+                m = mp.build(inst, prune=prune)
+                res = solve(m, time_limit_s=20, rel_gap=0)
+                costs.append(res.objective)
+            assert costs[0] == costs[1], (seed, mode)
+    assert pruned_somewhere > 0
 
 
 def test_disaggregated_pairs_prefill_and_decode_per_slice():

@@ -24,7 +24,7 @@ from dataclasses import replace
 from importlib import resources
 
 from servopt import jsonio
-from servopt.errors import InfeasibleError, InputError
+from servopt.errors import InfeasibleError, InputError, SolverError
 from servopt.instances import pd_placement as pdi
 
 KIND = "pd_placement"
@@ -125,39 +125,139 @@ def _diagnose_infeasible(inst, *, time_limit_s, formulation) -> str:
     )
 
 
+def _relax_and_fix(inst, *, time_limit_s, rel_gap, formulation, export=None):
+    """Min-cost solve in up to three HiGHS calls on one model (module docstring of models.pd_placement).
+
+    1. slices continuous, counts y integer: its dual bound is a valid lower bound of the MILP;
+    2. y fixed at phase 1's counts, slices integer: a feasibility MILP; a solution costs exactly
+       phase 1's value, so if phase 1 was proven optimal the plan is optimal;
+    3. otherwise the full MILP with the phase-1 bound as a cut.
+    Returns (common fields, plan, stages).
+    """
+    from servopt.models import pd_placement as mp
+    from servopt.solvers.highs import relative_gap, solve as highs_solve, write_model
+
+    wall0 = time.perf_counter()
+    t0 = time.perf_counter()
+    m = mp.build(inst, formulation=formulation)
+    build_s = time.perf_counter() - t0
+    if export:
+        write_model(m, export)
+    stages = []
+
+    def left():
+        return max(0.5, time_limit_s - (time.perf_counter() - wall0))
+
+    def record(name, res, extra_s=0.0):
+        stages.append({"stage": name, "status": res.status, "objective": res.objective, "bound": res.bound,
+                       "build_seconds": round(extra_s, 4), "solve_seconds": round(res.wall_seconds, 4), "nodes": res.nodes})
+
+    mp.relax_slices(m)
+    r1 = highs_solve(m, time_limit_s=left(), rel_gap=0.0)
+    record("relaxation: slices continuous, counts integer", r1, build_s)
+    if r1.status == "infeasible":
+        return {"status": "infeasible"}, None, stages
+    bound = r1.bound
+    plan = None
+    final = None
+    if r1.has_solution:
+        y1 = mp.counts(m)
+        mp.restore_slices(m)
+        mp.fix_counts(m, y1)
+        r2 = highs_solve(m, time_limit_s=left(), rel_gap=0.0)
+        record("slices integer, counts fixed at the relaxation's", r2)
+        mp.unfix_counts(m)
+        if r2.has_solution:
+            plan = mp.extract(m)
+            final = r2
+    else:
+        mp.restore_slices(m)
+    gap = relative_gap(plan.cost_usd_per_hour if plan else None, bound, "min")
+    if plan is None or gap is None or gap > max(rel_gap, 1e-9):  # 1e-9: round-off of summed prices
+        import pyomo.environ as pyo
+
+        if bound is not None:
+            m.bound_cut = pyo.Constraint(expr=m.cost >= bound - 1e-9 * max(1.0, abs(bound)))
+        r3 = highs_solve(m, time_limit_s=left(), rel_gap=rel_gap)
+        record("full MILP with the relaxation bound", r3)
+        if r3.status == "infeasible":
+            return {"status": "infeasible"}, None, stages
+        if r3.has_solution and (plan is None or r3.objective < plan.cost_usd_per_hour - 1e-9):
+            plan = mp.extract(m)
+        if r3.bound is not None:
+            bound = max(bound, r3.bound) if bound is not None else r3.bound
+        final = r3
+    objective = plan.cost_usd_per_hour if plan else None
+    gap = relative_gap(objective, bound, "min")
+    if plan is None:
+        status = final.status if final is not None else r1.status
+    elif gap is not None and gap <= max(rel_gap, 1e-9):
+        status = "optimal"
+    else:
+        status = "time_limit" if (time.perf_counter() - wall0) >= time_limit_s else "feasible"
+    common = {
+        "status": status, "objective": objective, "bound": bound, "gap": gap,
+        "solve_seconds": round(time.perf_counter() - wall0, 4), "solver": "highs",
+        "solver_seconds": round(sum(st["solve_seconds"] for st in stages), 4),
+        "nodes": sum(st["nodes"] or 0 for st in stages),
+    }
+    return common, plan, stages
+
+
 def solve(instance: pdi.PDPlacementInstance, *, time_limit_s: float, options: dict | None = None) -> dict:
+    """Solve to proven optimality within ``rel_gap`` (or the time limit); see the module docstring.
+
+    options: ``formulation`` (aggregated | per_slice), ``rel_gap`` (default 1e-4), ``strategy``
+    (``relax-and-fix``, the default for min_cost, or ``direct``: one MILP solve), ``export``.
+    """
     options = options or {}
     formulation = options.get("formulation") or "aggregated"
     rel_gap = float(options.get("rel_gap", 1e-4) if options.get("rel_gap") is not None else 1e-4)
+    strategy = options.get("strategy") or ("relax-and-fix" if instance.objective == "min_cost" else "direct")
+    if strategy not in ("relax-and-fix", "direct"):
+        raise InputError("strategy", f"unknown strategy '{strategy}' (known: relax-and-fix, direct)")
+    if strategy == "relax-and-fix" and instance.objective != "min_cost":
+        raise InputError("strategy", "relax-and-fix applies to min_cost instances; use direct for max_goodput")
     _precheck(instance)
     wall0 = time.perf_counter()
-    res, plan, build_s = _solve_model(instance, time_limit_s=time_limit_s, rel_gap=rel_gap, formulation=formulation,
-                                      export=options.get("export"))
-    if res.status == "infeasible":
-        if instance.objective == "min_cost":
+    if strategy == "relax-and-fix":
+        common, plan, stages = _relax_and_fix(instance, time_limit_s=time_limit_s, rel_gap=rel_gap, formulation=formulation,
+                                              export=options.get("export"))
+        if common["status"] == "infeasible":
             raise InfeasibleError(_diagnose_infeasible(instance, time_limit_s=time_limit_s, formulation=formulation))
-        raise InfeasibleError("the instance is infeasible (proven by highs)")
-    res.require_solution("the pd_placement instance")
-    common = res.common_fields()
-    stages = [{"stage": "main", "status": res.status, "objective": res.objective, "build_seconds": round(build_s, 4),
-               "solve_seconds": round(res.wall_seconds, 4)}]
-    if instance.objective == "max_goodput" and res.status == "optimal" and plan is not None:
-        # Lexicographic second stage: the cheapest fleet reaching the optimal goodput.
-        target = res.objective - 1e-9 * max(1.0, abs(res.objective))
-        left = max(1.0, time_limit_s - (time.perf_counter() - wall0))
-        res2, plan2, build2 = _solve_model(instance, time_limit_s=left, rel_gap=rel_gap, formulation=formulation, min_served_rps=target)
-        stages.append({"stage": "min cost at that goodput", "status": res2.status, "objective": res2.objective,
-                       "build_seconds": round(build2, 4), "solve_seconds": round(res2.wall_seconds, 4)})
-        if plan2 is not None and plan2.served_rate_rps >= plan.served_rate_rps - 1e-9:
-            plan = plan2
-    common["solve_seconds"] = round(time.perf_counter() - wall0, 4)
+        if plan is None:
+            raise SolverError(f"no plan found for the pd_placement instance within {time_limit_s:g} s (status {common['status']})")
+    else:
+        res, plan, build_s = _solve_model(instance, time_limit_s=time_limit_s, rel_gap=rel_gap, formulation=formulation,
+                                          export=options.get("export"))
+        if res.status == "infeasible":
+            if instance.objective == "min_cost":
+                raise InfeasibleError(_diagnose_infeasible(instance, time_limit_s=time_limit_s, formulation=formulation))
+            raise InfeasibleError("the instance is infeasible (proven by highs)")
+        res.require_solution("the pd_placement instance")
+        common = res.common_fields()
+        stages = [{"stage": "main", "status": res.status, "objective": res.objective, "bound": res.bound,
+                   "build_seconds": round(build_s, 4), "solve_seconds": round(res.wall_seconds, 4), "nodes": res.nodes}]
+        if instance.objective == "max_goodput" and res.status == "optimal" and plan is not None:
+            # Lexicographic second stage: the cheapest fleet reaching the optimal goodput.
+            target = res.objective - 1e-9 * max(1.0, abs(res.objective))
+            left = max(1.0, time_limit_s - (time.perf_counter() - wall0))
+            res2, plan2, build2 = _solve_model(instance, time_limit_s=left, rel_gap=rel_gap, formulation=formulation,
+                                               min_served_rps=target)
+            stages.append({"stage": "min cost at that goodput", "status": res2.status, "objective": res2.objective,
+                           "bound": res2.bound, "build_seconds": round(build2, 4), "solve_seconds": round(res2.wall_seconds, 4),
+                           "nodes": res2.nodes})
+            if plan2 is not None and plan2.served_rate_rps >= plan.served_rate_rps - 1e-9:
+                plan = plan2
+        common["solve_seconds"] = round(time.perf_counter() - wall0, 4)
+        if plan is not None and instance.objective == "max_goodput":
+            common["objective"] = plan.served_rate_rps  # the stage-2 plan has the same goodput, maybe at lower cost
     out = {"kind": KIND, **common}
-    if plan is not None and instance.objective == "max_goodput":
-        out["objective"] = plan.served_rate_rps  # the stage-2 plan has the same goodput, maybe at lower cost
     out.update({
         "mode": instance.mode,
         "objective_name": "cost_usd_per_hour" if instance.objective == "min_cost" else "served_rate_rps",
         "formulation": formulation,
+        "strategy": strategy,
         "capacities_source": instance.capacities_source,
         "rate_rps": instance.rate_rps,
         "stages": stages,
