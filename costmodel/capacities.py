@@ -207,8 +207,9 @@ def capacity_table(llm: str, gpus: list[str], buckets: list[tuple[int, int]], *,
 def capacities_for_instance(inst, assumptions: CapacityAssumptions | None = None) -> list:
     """Capacities of a ``pd_placement`` instance from its ``llm`` and ``slo``, for the mode's roles.
 
-    Each GPU offer's ``type`` must be a catalog GPU (name or alias). Entries with 0 rps are kept
-    (they say "cannot meet the SLO"); an offer where the weights fit at no TP degree is an error.
+    Each GPU offer's ``type`` (or ``hardware``) must be a catalog GPU (name or alias). Entries with
+    0 rps are kept (they say "cannot meet the SLO"). An offer on which the weights fit at no TP degree
+    gets no capacities (the MILP cannot use it); if that holds for every offer, it is an error.
     """
     from servopt.instances.catalog import get_gpu, get_llm
     from servopt.instances.pd_placement import Capacity
@@ -216,18 +217,23 @@ def capacities_for_instance(inst, assumptions: CapacityAssumptions | None = None
     assumptions = assumptions or CapacityAssumptions()
     llm = get_llm(inst.llm, field="llm").name
     out = []
+    unusable = []
     for i, offer in enumerate(inst.gpus):
         field = f"gpus[{i}].hardware" if offer.hardware else f"gpus[{i}].type"
         gpu = get_gpu(offer.catalog_name, field=field).name
         tps = tp_options_for(llm, gpu, assumptions)
         if not tps:
-            raise InputError(field, f"{llm} weights do not fit on {gpu} at any TP degree in {list(assumptions.tp_options)}")
+            unusable.append(offer.type)
+            continue
         for tp in tps:
             for role in inst.roles:
                 for b in inst.buckets:
                     row = capacity(llm, gpu, tp, role, b.prompt_tokens, b.output_tokens, ttft_ms=inst.slo.ttft_ms,
                                    tpot_ms=inst.slo.tpot_ms, assumptions=assumptions)
                     out.append(Capacity(offer.type, role, b.id, _round_down(row.rps), tp))
+    if len(unusable) == len(inst.gpus):
+        raise InputError("gpus", f"{llm} weights fit on none of the offered GPUs ({', '.join(unusable)}) at any TP degree in "
+                                 f"{list(assumptions.tp_options)}")
     return out
 
 
