@@ -8,8 +8,9 @@ is streamed from the CSV (``iter_trace(..., repeat=True)``), never held in memor
 
 Reported per size N: the simulator's wall and CPU time, microseconds of CPU per request, the peak
 number of requests in flight, and the peak resident memory of a fresh process for that N (run as
-a subprocess so sizes do not share a heap). The per-request result log is O(N) by design (about
-80 bytes of numpy columns plus the id string per finished request); everything else the engine
+a subprocess so sizes do not share a heap), right after ``simulate()`` and again after building
+the per-request DataFrame. The per-request result log is O(N) by design (80 bytes of typed
+columns per finished request; ids only when the trace has its own); everything else the engine
 holds is O(requests in flight).
 
 Usage: ``python benchmarks/sim_scale.py [--sizes 10000,100000,1000000] [--replicas 16]``.
@@ -46,9 +47,12 @@ def one(n: int, replicas: int, qps_per_replica: float, lengths_csv: str) -> dict
     c0 = time.process_time()
     res = simulate(reqs, cost, cfg)
     cpu = time.process_time() - c0
+    rss_sim = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before building any DataFrame
+    log_mb = sum(v.nbytes for v in res.columns.values() if hasattr(v, "nbytes") and v.dtype != object) / 2**20
     df = res.to_dataframe()
     return {"requests": n, "replicas": replicas, "wall_s": res.wall_s, "cpu_s": cpu, "cpu_us_per_request": 1e6 * cpu / n,
-            "max_in_flight": res.max_in_flight, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "max_in_flight": res.max_in_flight, "peak_rss_sim_mb": rss_sim, "result_log_mb": log_mb,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "ttft_p50_s": float(df["ttft_s"].median()), "tpot_p50_s": float(df["tpot_s"].median()),
             "iterations": int(sum(r["iterations"] for r in res.replicas))}
 
@@ -89,11 +93,12 @@ def main(argv=None) -> int:
              f"Llama-2-70B TP2 A100 (Vidur profiles), Sarathi 512, round-robin, {args.replicas} replicas, "
              f"Poisson {args.qps_per_replica} req/s per replica, Azure-conversation lengths cycled. "
              f"Machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end.", "",
-             "| requests | wall s | CPU s | CPU us/request | iterations | max in flight | peak RSS MB | TTFT p50 s | TPOT p50 s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| requests | wall s | CPU s | CPU us/request | iterations | max in flight | peak RSS after simulate MB | of which result log MB | peak RSS with DataFrame MB | TTFT p50 s | TPOT p50 s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['requests']:,} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['cpu_us_per_request']:.0f} | {r['iterations']:,} | "
-                     f"{r['max_in_flight']} | {r['peak_rss_mb']:.0f} | {r['ttft_p50_s']:.3f} | {r['tpot_p50_s']:.4f} |")
+                     f"{r['max_in_flight']} | {r['peak_rss_sim_mb']:.0f} | {r['result_log_mb']:.0f} | {r['peak_rss_mb']:.0f} | "
+                     f"{r['ttft_p50_s']:.3f} | {r['tpot_p50_s']:.4f} |")
     text = "\n".join(lines) + "\n"
     print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)
