@@ -200,6 +200,36 @@ def section_splitwise(data: dict, prof) -> tuple[list[str], dict]:
     return lines, results
 
 
+def section_form(measurements: dict, prof) -> tuple[list[str], dict]:
+    """Form ablation (hard max vs smooth roofline on the H100 measurements) and leave-one-TP-out on
+    Splitwise's Llama-2-70B table (a TP degree's points never seen by the fit that predicts them)."""
+    rows, results = [], {"form": {}, "leave_one_tp_out": []}
+    for label, free in (("hard max (format 1)", tuple(f for f in C.FREE if f != "roofline_smoothness")),
+                        ("smooth roofline (shipped)", C.FREE)):
+        cal = C.calibrate(measurements, name="form", free=free)
+        held = {r.regime: r.held_out_mape for r in cal.rows if r.group == "all"}
+        worst = {r.regime: r.held_out_max_abs_error for r in cal.rows if r.group == "all"}
+        results["form"][label] = {"held_out_mape": held, "held_out_max": worst,
+                                  "roofline_smoothness": cal.profile.roofline_smoothness}
+        rows.append([label, f"{cal.profile.roofline_smoothness:.3f}",
+                     *[f"{_pct(held[r])} (max {_pct(worst[r])})" for r in C.REGIMES]])
+    lines = _table("5. Roofline form on the H100 measurements (held-out MAPE, 25 % held out, seed 0)",
+                   ["form", "s", "prefill", "decode", "mixed"], rows)
+    rows = []
+    for label, gpu, base in (("H100: measured GPU terms, engine terms fitted on the other TPs", "h100-sxm", prof),
+                             ("H100: every term fitted on the other TPs (roofline start)", "h100-sxm", None),
+                             ("A100: every term fitted on the other TPs (roofline start)", "a100-80g", None)):
+        res = C.splitwise_leave_one_tp_out(gpu, base=base)
+        results["leave_one_tp_out"].append(dict(res, variant=label))
+        for c in res["cells"]:
+            rows.append([label, c["tp"], c["regime"], c["n"], _pct(c["mape"]), _pct(c["max_abs_error"]),
+                         _pct(c["mean_signed_error"])])
+        rows.append([label, "all", "all", res["n"], _pct(res["mape"]), "", ""])
+    lines += _table("6. Splitwise Llama-2-70B, leave one TP degree out (fit on the other TPs and BLOOM-176B, "
+                    "predict the TP left out)", ["variant", "tp", "regime", "n", "MAPE", "max", "mean signed"], rows)
+    return lines, results
+
+
 def main() -> int:
     data = shipped_measurements()
     measurements = {k: v for k, v in data.items() if k != "fit"}
@@ -211,7 +241,8 @@ def main() -> int:
              f"{meta['n_points']} points ({meta['n_train']} fitted, {meta['n_held_out']} held out).", ""]
     report = {}
     for name, fn in (("errors", lambda: section_errors(data, cal)), ("ablations", lambda: section_ablations(measurements)),
-                     ("rerun", lambda: section_rerun(data)), ("splitwise", lambda: section_splitwise(data, prof))):
+                     ("rerun", lambda: section_rerun(data)), ("splitwise", lambda: section_splitwise(data, prof)),
+                     ("form", lambda: section_form(measurements, prof))):
         part, obj = fn()
         lines += part
         report[name] = obj

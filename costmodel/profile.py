@@ -24,7 +24,18 @@ allreduce_hop_latency_ms    latency of one tree hop; a call costs 2 log2(tp) hop
 overhead_ms                 fixed cost per iteration (launches, scheduling)              >= 0
 per_sequence_ms             cost per sequence that emits a token (sampling, bookkeeping) >= 0
 per_layer_overhead_ms       fixed cost per decoder layer and iteration (kernel launches) >= 0
+roofline_smoothness         s of the smooth roofline (below); 0 = hard max (format 1)     [0, 1)
+allreduce_call_latency_ms   fixed cost of one all-reduce call, any tp > 1 (format 2)     >= 0
 ==========================  ===========================================================  ========
+
+Smooth roofline (format 2): an operator with compute time ``C`` and memory time ``M`` takes
+``(C^(1/s) + M^(1/s))^s`` -- the p-norm form (``p = 1/s``) of the "roofline with a soft knee"
+that Williams, Waterman & Patterson's roofline (CACM 2009) becomes when compute and memory overlap
+imperfectly near the ridge point. ``s = 0`` is the hard ``max(C, M)``; ``s = 1`` would be the sum
+(no overlap). Measured GEMMs approach the ridge gradually (H100 iterations of 190-260 tokens were
+under-predicted by up to 12 % with the hard max, costmodel/PROFILING_NOTES.md), so the fits
+estimate ``s``. Profiles written before this field existed (no ``format_version``, i.e. format 1)
+load with ``s = 0`` and predict exactly what they did.
 
 ``per_sequence_ms`` is the ``c * B`` term of DistServe's decode model (``a + b * sum(ctx) + c * B``,
 research/costmodel-anchors.md §2.5): work per sequence that neither the weights nor the KV reads
@@ -60,8 +71,12 @@ EFFICIENCY_FIELDS = (
     "attention_memory_eff",
     "allreduce_bandwidth_eff",
 )
-TIME_FIELDS = ("allreduce_hop_latency_ms", "overhead_ms", "per_sequence_ms", "per_layer_overhead_ms")
-PARAMETER_FIELDS = EFFICIENCY_FIELDS + TIME_FIELDS
+TIME_FIELDS = ("allreduce_hop_latency_ms", "overhead_ms", "per_sequence_ms", "per_layer_overhead_ms",
+               "allreduce_call_latency_ms")
+SHAPE_FIELDS = ("roofline_smoothness",)
+PARAMETER_FIELDS = EFFICIENCY_FIELDS + TIME_FIELDS + SHAPE_FIELDS
+# 1: hard-max roofline, no format_version field; 2: roofline_smoothness added.
+PROFILE_FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -78,6 +93,10 @@ class Profile:
     # ~20 kernels per layer, each with a few us of launch and tail latency even in a CUDA graph; it
     # scales with depth, which a per-iteration constant cannot (costmodel/PROFILING_NOTES.md).
     per_layer_overhead_ms: float = 0.0
+    roofline_smoothness: float = 0.0
+    # Fixed cost of one all-reduce call whatever T (kernel launch, the barrier of the engine's
+    # communicator); the hop term grows with log2(T), this one does not. Format 2.
+    allreduce_call_latency_ms: float = 0.0
     gpus: tuple[str, ...] = ()
     source: str = ""
     metadata: dict = field(default_factory=dict, compare=False, hash=False)
@@ -91,6 +110,9 @@ class Profile:
             value = getattr(self, key)
             if not _finite(value) or value < 0:
                 raise InputError(f"profile.{key}", f"must be a finite number >= 0, got {value!r}")
+        value = self.roofline_smoothness
+        if not _finite(value) or not 0 <= value < 1:
+            raise InputError("profile.roofline_smoothness", f"must be in [0, 1), got {value!r}")
 
     def parameters(self) -> dict[str, float]:
         return {k: getattr(self, k) for k in PARAMETER_FIELDS}
@@ -99,7 +121,7 @@ class Profile:
         return replace(self, **values)
 
     def to_dict(self) -> dict:
-        out = asdict(self)
+        out = {"format_version": PROFILE_FORMAT_VERSION, **asdict(self)}
         out["gpus"] = list(self.gpus)
         return out
 
@@ -129,7 +151,7 @@ def profile_from_dict(data: dict, where: str = "profile") -> Profile:
         if not fitted.get("gpus") and isinstance(data.get("gpu"), str):
             fitted["gpus"] = [data["gpu"]]
         return profile_from_dict(fitted, where=f"{where}.fit")
-    known = set(PARAMETER_FIELDS) | {"name", "gpus", "source", "metadata"}
+    known = set(PARAMETER_FIELDS) | {"name", "gpus", "source", "metadata", "format_version"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise InputError(f"{where}.{unknown[0]}", f"unknown field (expected {', '.join(sorted(known))})")
@@ -142,9 +164,17 @@ def profile_from_dict(data: dict, where: str = "profile") -> Profile:
     name = data.get("name", "")
     if not isinstance(name, str) or not name:
         raise InputError(f"{where}.name", "required non-empty string")
+    version = data.get("format_version", 1)
+    if isinstance(version, bool) or version not in range(1, PROFILE_FORMAT_VERSION + 1):
+        raise InputError(f"{where}.format_version", f"expected 1..{PROFILE_FORMAT_VERSION}, got {version!r}")
+    for key in ("roofline_smoothness", "allreduce_call_latency_ms"):
+        if version < 2 and key in data:
+            raise InputError(f"{where}.{key}", "needs format_version 2")
     for key in EFFICIENCY_FIELDS:
         if key in data and not 0 < data[key] <= 1:
             raise InputError(f"{where}.{key}", f"must be in (0, 1], got {data[key]!r}")
+    if "roofline_smoothness" in data and not 0 <= data["roofline_smoothness"] < 1:
+        raise InputError(f"{where}.roofline_smoothness", f"must be in [0, 1), got {data['roofline_smoothness']!r}")
     for key in TIME_FIELDS:
         if key in data and data[key] < 0:
             raise InputError(f"{where}.{key}", f"must be >= 0, got {data[key]!r}")

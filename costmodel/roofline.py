@@ -39,10 +39,13 @@ the activations each GPU holds whole between all-reduces):
   ``b * (L * (10 d + 2 (h_q + h_kv) d_h / T + 3 k d_ff / T) + d)`` bytes per token
   (LLM-Viewer's per-operator accounting, §2.1).
 - ``allreduce`` (``T > 1``): 2 per layer (Megatron TP), each moving ``2 (T-1)/T * n d b`` bytes per GPU
-  (ring bandwidth term) over NVLink, else PCIe, plus ``2 log2(T)`` tree hops of latency (see profile.py).
+  (ring bandwidth term) over NVLink, else PCIe, plus ``2 log2(T)`` tree hops of latency and a fixed
+  cost per call (see profile.py).
 
 Time: per operator the roofline ``max(FLOPs / (eta_c * peak), bytes / (eta_m * HBM bandwidth))``
-summed over operators (LLM-Viewer / GenZ form, §2.1-2.2), plus ``2 L (2 log2(T) alpha + bytes /
+summed over operators (LLM-Viewer / GenZ form, §2.1-2.2) -- or, with a profile's
+``roofline_smoothness`` ``s > 0``, the smooth roofline ``(C^(1/s) + M^(1/s))^s`` of the same two
+times (computed as ``max * (1 + (min/max)^(1/s))^s``; see profile.py), plus ``2 L (alpha_0 + 2 log2(T) alpha + bytes /
 (eta_ar * interconnect))`` for the all-reduces, a fixed ``overhead_ms`` per iteration (§3.3) and
 ``per_sequence_ms * s``. The eta's, ``alpha`` and the overheads come from a
 :class:`~servopt.costmodel.profile.Profile`. ``bound`` is
@@ -212,9 +215,18 @@ class CostModel:
         self._inv_att_m = 1.0 / (pr.attention_memory_eff * self._bw)
         self._inv_ar = 1.0 / (pr.allreduce_bandwidth_eff * self._ic) if self._ic > 0 else math.inf
         self._ar_hops = self._ar_calls * 2 * math.log2(T)
-        self._ar_fixed_s = self._ar_hops * pr.allreduce_hop_latency_ms * 1e-3
+        self._ar_fixed_s = (self._ar_hops * pr.allreduce_hop_latency_ms + self._ar_calls * pr.allreduce_call_latency_ms) * 1e-3
         self._overhead_s = (pr.overhead_ms + L * pr.per_layer_overhead_ms) * 1e-3
         self._per_seq_s = pr.per_sequence_ms * 1e-3
+        self._smooth = pr.roofline_smoothness
+        self._smooth_q = 1.0 / pr.roofline_smoothness if pr.roofline_smoothness > 0 else math.inf
+
+    def _roof(self, c: float, m: float) -> float:
+        """One operator's time from its compute and memory times: hard or smooth roofline."""
+        hi, lo = (c, m) if c > m else (m, c)
+        if self._smooth == 0.0 or hi <= 0.0:
+            return hi
+        return hi * (1.0 + (lo / hi) ** self._smooth_q) ** self._smooth
 
     def experts_touched(self, tokens: float) -> float:
         """Expected distinct experts hit by ``tokens`` tokens under uniform top-k routing (1 if dense)."""
@@ -272,7 +284,7 @@ class CostModel:
                 continue
             inv_c, inv_m = inverse[name]
             c_ms, m_ms = f * inv_c * 1e3, by * inv_m * 1e3
-            time_ms = max(c_ms, m_ms)
+            time_ms = self._roof(c_ms, m_ms)
             bound = "compute" if c_ms > m_ms else "memory"
             if bound == "compute":
                 compute_limited += time_ms
@@ -323,21 +335,17 @@ class CostModel:
             w = self._w_dense_bytes + self._w_expert_bytes
         else:
             w = self._w_dense_bytes + self._w_expert_bytes * self._E * (1.0 - (1.0 - self._k / self._E) ** n)
-        c = self._lin_flops_tok * n * self._inv_lin_c
-        m = (w + self._lin_act_tok * n) * self._inv_lin_m
-        t = c if c > m else m
+        roof = self._roof if self._smooth else _hard_roof
+        t = roof(self._lin_flops_tok * n * self._inv_lin_c, (w + self._lin_act_tok * n) * self._inv_lin_m)
         if s > 0:
-            c = self._head_flops_seq * s * self._inv_lin_c
-            m = (self._head_w_bytes + self._head_seq_bytes * s) * self._inv_lin_m
-            t += c if c > m else m
+            t += roof(self._head_flops_seq * s * self._inv_lin_c,
+                      (self._head_w_bytes + self._head_seq_bytes * s) * self._inv_lin_m)
         if prefill_tokens > 0:
-            c = self._attn_flops_pair * prefill_attention_pairs * self._inv_att_c
-            m = ((self._qo_tok + 2 * kv) * prefill_tokens + kv * prefill_context_tokens) * self._inv_att_m
-            t += c if c > m else m
+            t += roof(self._attn_flops_pair * prefill_attention_pairs * self._inv_att_c,
+                      ((self._qo_tok + 2 * kv) * prefill_tokens + kv * prefill_context_tokens) * self._inv_att_m)
         if decode_seqs > 0:
-            c = self._attn_flops_pair * (decode_context_tokens + decode_seqs) * self._inv_att_c
-            m = (kv * decode_context_tokens + (kv + self._qo_tok) * decode_seqs) * self._inv_att_m
-            t += c if c > m else m
+            t += roof(self._attn_flops_pair * (decode_context_tokens + decode_seqs) * self._inv_att_c,
+                      (kv * decode_context_tokens + (kv + self._qo_tok) * decode_seqs) * self._inv_att_m)
         t += self._elem_tok * n * self._inv_lin_m
         if self._ar_calls:
             t += self._ar_calls * self._ar_bytes_tok * n * self._inv_ar + self._ar_fixed_s
@@ -357,13 +365,14 @@ class CostModel:
             w = self._w_dense_bytes + self._w_expert_bytes
         else:
             w = self._w_dense_bytes + self._w_expert_bytes * self._E * (1.0 - (1.0 - self._k / self._E) ** n)
-        t = np.maximum(self._lin_flops_tok * n * self._inv_lin_c, (w + self._lin_act_tok * n) * self._inv_lin_m)
-        t = t + np.where(s > 0, np.maximum(self._head_flops_seq * s * self._inv_lin_c,
-                                           (self._head_w_bytes + self._head_seq_bytes * s) * self._inv_lin_m), 0.0)
-        t = t + np.where(p > 0, np.maximum(self._attn_flops_pair * pairs * self._inv_att_c,
-                                           ((self._qo_tok + 2 * kv) * p + kv * p_ctx) * self._inv_att_m), 0.0)
-        t = t + np.where(b > 0, np.maximum(self._attn_flops_pair * (ctx + b) * self._inv_att_c,
-                                           (kv * ctx + (kv + self._qo_tok) * b) * self._inv_att_m), 0.0)
+        roof = lambda c, m: smooth_roofline(c, m, self._smooth)  # noqa: E731
+        t = roof(self._lin_flops_tok * n * self._inv_lin_c, (w + self._lin_act_tok * n) * self._inv_lin_m)
+        t = t + np.where(s > 0, roof(self._head_flops_seq * s * self._inv_lin_c,
+                                     (self._head_w_bytes + self._head_seq_bytes * s) * self._inv_lin_m), 0.0)
+        t = t + np.where(p > 0, roof(self._attn_flops_pair * pairs * self._inv_att_c,
+                                     ((self._qo_tok + 2 * kv) * p + kv * p_ctx) * self._inv_att_m), 0.0)
+        t = t + np.where(b > 0, roof(self._attn_flops_pair * (ctx + b) * self._inv_att_c,
+                                     (kv * ctx + (kv + self._qo_tok) * b) * self._inv_att_m), 0.0)
         t = t + self._elem_tok * n * self._inv_lin_m
         if self._ar_calls:
             t = t + self._ar_calls * self._ar_bytes_tok * n * self._inv_ar + self._ar_fixed_s
@@ -451,6 +460,24 @@ class CostModel:
             "kv_capacity_tokens": self.kv_capacity_tokens(),
             "weights_fit": self.weights_fit(),
         }
+
+
+def _hard_roof(c: float, m: float) -> float:
+    return c if c > m else m
+
+
+def smooth_roofline(compute, memory, smoothness: float):
+    """Element-wise ``(C^(1/s) + M^(1/s))^s`` (``max(C, M)`` for ``s = 0``) of numpy arrays or floats."""
+    import numpy as np
+
+    c, m = np.asarray(compute, dtype=float), np.asarray(memory, dtype=float)
+    hi = np.maximum(c, m)
+    if smoothness == 0:
+        return hi
+    lo = np.minimum(c, m)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(hi > 0, lo / np.where(hi > 0, hi, 1.0), 0.0)
+    return hi * (1.0 + ratio ** (1.0 / smoothness)) ** smoothness
 
 
 def _op(name, flops, hbm, comm, c_ms, m_ms, comm_ms, time_ms, bound) -> dict:

@@ -172,3 +172,46 @@ def test_measurement_file_with_fit_loads_as_profile(tmp_path):
     path.write_text(json.dumps({"format": 1, "gpu": "h100-sxm", "runs": []}))
     with pytest.raises(InputError, match="without a fitted profile"):
         load_profile(path)
+
+
+def test_fit_recovers_a_known_smoothness():
+    known = KNOWN.with_parameters(name="smooth-known", roofline_smoothness=0.25)
+    pts = _synthetic_points(known)
+    from servopt.costmodel.fit import DEFAULT_FREE
+
+    prof = fit_profile(pts, name="recovered", holdout_fraction=0.0, free=DEFAULT_FREE + ("roofline_smoothness",))
+    assert prof.roofline_smoothness == pytest.approx(0.25, rel=0.02)
+    assert np.max(np.abs(predict_ms(prof, pts) / np.array([p.measured_ms for p in pts]) - 1)) < 1e-3
+    # the hard max cannot fit these times
+    hard = fit_profile(pts, name="hard", holdout_fraction=0.0)
+    assert hard.metadata["fit"]["train_mape"] > 10 * prof.metadata["fit"]["train_mape"]
+
+
+def test_format_1_profiles_load_unchanged_and_format_errors(tmp_path):
+    old = {k: v for k, v in KNOWN.to_dict().items()
+           if k not in ("format_version", "roofline_smoothness", "allreduce_call_latency_ms")}
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(old))
+    prof = load_profile(path)
+    assert prof.roofline_smoothness == 0.0 and prof.allreduce_call_latency_ms == 0.0
+    assert prof.parameters() == KNOWN.parameters()
+    assert json.loads(KNOWN.to_json())["format_version"] == 2
+    for bad, field in ((dict(old, format_version=3), "format_version"),
+                       (dict(old, roofline_smoothness=0.2), "roofline_smoothness"),  # field of format 2 in format 1
+                       (dict(old, format_version=2, roofline_smoothness=1.0), "roofline_smoothness"),
+                       (dict(old, format_version=2, allreduce_call_latency_ms=-1.0), "allreduce_call_latency_ms")):
+        path.write_text(json.dumps(bad))
+        with pytest.raises(InputError, match=field):
+            load_profile(path)
+
+
+def test_splitwise_a100_profile_is_selected_by_name_only():
+    from servopt.costmodel.profile import shipped_profile
+
+    sw = shipped_profile("public-splitwise-a100-80g")
+    assert default_profile("a100-80g").name == "public-a100-80g"
+    assert sw.metadata["fit"]["tables"] == ["splitwise"]
+    pts = [p for p in splitwise_points(["a100-80g"]) if p.llm == "llama-2-70b"]
+    # on the table it was fitted to (25 % held out) it is far better than the pooled default
+    assert error_summary(sw, pts, by=("gpu",))[0]["mape"] < 0.10
+    assert error_summary(default_profile("a100-80g"), pts, by=("gpu",))[0]["mape"] > 0.12

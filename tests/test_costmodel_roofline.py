@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from servopt.costmodel.profile import ROOFLINE_ONLY, Profile
-from servopt.costmodel.roofline import BatchTotals, CostModel, batch_totals, make_cost_model
+from servopt.costmodel.roofline import BatchTotals, CostModel, batch_totals, make_cost_model, smooth_roofline
 from servopt.errors import InputError
 from servopt.instances.hardware import GPU, LLM
 
@@ -253,3 +255,46 @@ def test_array_arguments_match_scalar_path(rows, which):
                                      decode_context_tokens=int(ctx[i]), sampled_seqs=int(sampled[i]),
                                      prefill_context_tokens=int(c[i]))
         assert out[i] == pytest.approx(one, rel=1e-12, abs=1e-12)
+
+
+# ---------------------------------------------------------------- smooth roofline (profile format 2)
+_SMOOTH = Profile(name="smooth", linear_compute_eff=0.6, linear_memory_eff=0.8, attention_compute_eff=0.3,
+                   attention_memory_eff=0.7, allreduce_bandwidth_eff=0.3, allreduce_hop_latency_ms=0.02,
+                   overhead_ms=1.0, per_sequence_ms=0.01, roofline_smoothness=0.3, allreduce_call_latency_ms=0.05)
+
+
+def test_smooth_roofline_by_hand():
+    # (3^2 + 4^2)^(1/2) = 5: s = 1/2 is the Euclidean norm of the two times
+    assert float(smooth_roofline(3.0, 4.0, 0.5)) == pytest.approx(5.0, rel=1e-15)
+    assert float(smooth_roofline(3.0, 4.0, 0.0)) == 4.0
+    assert float(smooth_roofline(0.0, 0.0, 0.3)) == 0.0
+    # between the hard max and the sum, increasing in s
+    vals = [float(smooth_roofline(3.0, 4.0, s)) for s in (0.0, 0.1, 0.3, 0.6, 0.9)]
+    assert vals == sorted(vals) and 4.0 <= vals[0] and vals[-1] < 7.0
+
+
+def test_smooth_profile_operator_times_and_fast_paths():
+    cm = make_cost_model("llama-2-70b", "h100-sxm", tp=4, profile=_SMOOTH)
+    c = cm.iteration(prefill=[(200, 0)], decode=[1000] * 8)
+    for op in c.operators:
+        if op["bound"] in ("compute", "memory"):
+            want = (op["compute_ms"] ** (1 / 0.3) + op["memory_ms"] ** (1 / 0.3)) ** 0.3
+            assert op["time_ms"] == pytest.approx(want, rel=1e-12), op["name"]
+    t = batch_totals([(200, 0)], [1000] * 8)
+    args = dict(prefill_tokens=t.prefill_tokens, prefill_attention_pairs=t.prefill_attention_pairs,
+                decode_seqs=t.decode_seqs, decode_context_tokens=t.decode_context_tokens, sampled_seqs=t.sampled_seqs)
+    assert cm.iteration_ms_totals(**args) == pytest.approx(c.iteration_ms, rel=1e-12)
+    arr = cm.iteration_ms_totals(**{k: np.array([v, v]) for k, v in args.items()})
+    assert arr == pytest.approx([c.iteration_ms] * 2, rel=1e-12)
+    hard = make_cost_model("llama-2-70b", "h100-sxm", tp=4, profile=_SMOOTH.with_parameters(roofline_smoothness=0.0))
+    assert hard.iteration(prefill=[(200, 0)], decode=[1000] * 8).iteration_ms < c.iteration_ms
+
+
+def test_allreduce_call_latency_by_hand():
+    # 2 calls per layer, each alpha_0 ms, whatever T: 2 * 80 * 0.05 = 8 ms more per iteration
+    a = make_cost_model("llama-2-70b", "a100", tp=8, profile=_SMOOTH)
+    b = make_cost_model("llama-2-70b", "a100", tp=8, profile=_SMOOTH.with_parameters(allreduce_call_latency_ms=0.0))
+    assert a.decode_step_ms(4, 500) - b.decode_step_ms(4, 500) == pytest.approx(8.0, rel=1e-9)
+    one = make_cost_model("llama-3.1-8b", "a100", tp=1, profile=_SMOOTH)
+    assert one.decode_step_ms(4, 500) == make_cost_model(
+        "llama-3.1-8b", "a100", tp=1, profile=_SMOOTH.with_parameters(allreduce_call_latency_ms=0.0)).decode_step_ms(4, 500)

@@ -15,7 +15,7 @@ from servopt.errors import InputError
 
 TRUTH = Profile(name="truth", linear_compute_eff=0.62, linear_memory_eff=0.85, attention_compute_eff=0.3,
                 attention_memory_eff=0.7, allreduce_bandwidth_eff=0.267552, allreduce_hop_latency_ms=0.021607,
-                overhead_ms=0.4, per_sequence_ms=0.006, per_layer_overhead_ms=0.08)
+                overhead_ms=0.4, per_sequence_ms=0.006, per_layer_overhead_ms=0.08, roofline_smoothness=0.2)
 
 
 def _synthetic_profile(truth: Profile = TRUTH) -> dict:
@@ -162,3 +162,14 @@ def test_mfu_and_bandwidth_use_by_hand():
     expect = c.bytes / (one[0].measured_ms * 1e-3) / 3350e9
     assert C.error_rows(TRUTH, one)[0].median_bw_util == pytest.approx(expect)
     assert np.isfinite(C.ceiling_fractions(data, pts)[0]["median_of_measured_copy"])
+
+
+def test_splitwise_h100_leave_one_tp_out_with_measured_gpu_terms():
+    """GPU terms as measured on our H100, engine terms fitted on the other TP degrees: the TP left
+    out is predicted within 10 % overall; TP8 prefill (a 2.85x jump from 2048 to 4096 tokens) is the
+    one cell that stays off (benchmarks/results/profile_accuracy.md)."""
+    res = C.splitwise_leave_one_tp_out("h100-sxm", base=default_profile("h100-sxm"))
+    assert res["n"] >= 90 and res["mape"] < 0.10
+    cells = {(c["tp"], c["regime"]): c for c in res["cells"]}
+    assert all(c["mape"] < 0.12 for key, c in cells.items() if key != (8, "prefill"))
+    assert cells[(8, "prefill")]["mape"] > 0.15
