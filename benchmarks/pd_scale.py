@@ -14,6 +14,8 @@ colocated / disaggregated / hybrid modes, plus a variant with KV-transfer links.
     python benchmarks/pd_scale.py [--seeds 3] [--time-limit 60] [--formulations aggregated,per_slice]
 
 Writes benchmarks/results/pd_scale.md and .json. HiGHS runs single-threaded (threads=1).
+``--strategies``: ``relax-and-fix`` (default of ``servopt solve`` for min_cost: slice relaxation,
+then counts fixed, then the full MILP only if needed) and ``direct`` (one MILP solve).
 """
 from __future__ import annotations
 
@@ -55,22 +57,25 @@ def make_instance(seed: int, mode: str = "hybrid", links: bool = False, rate_rps
     return data
 
 
-def run_one(data: dict, formulation: str, time_limit_s: float) -> dict:
+def run_one(data: dict, formulation: str, strategy: str, time_limit_s: float) -> dict:
     from servopt.kinds import pd_placement as pd
 
     t0 = time.perf_counter()
     inst = pd.load(data)
     load_s = time.perf_counter() - t0
     t1 = time.perf_counter()
-    result = pd.solve(inst, time_limit_s=time_limit_s, options={"formulation": formulation, "rel_gap": 0.0})
+    result = pd.solve(inst, time_limit_s=time_limit_s, options={"formulation": formulation, "rel_gap": 0.0, "strategy": strategy})
     total_s = time.perf_counter() - t1
     violations = pd.check(inst, result)
     stage = result["stages"][0]
     n_types = len(inst.gpus)
     configs = inst.configs()
+    from servopt.models.pd_placement import dominated_configs
+
+    kept = len(configs) - len(dominated_configs(inst))
     return {
-        "instance": data["name"], "mode": inst.mode, "links": bool(inst.links), "formulation": formulation,
-        "gpu_types": n_types, "buckets": len(inst.buckets), "slices": inst.slices, "configs": len(configs),
+        "instance": data["name"], "mode": inst.mode, "links": bool(inst.links), "formulation": formulation, "strategy": strategy,
+        "gpu_types": n_types, "buckets": len(inst.buckets), "slices": inst.slices, "configs": len(configs), "kept": kept,
         "roles": len(inst.roles), "capacities_s": round(load_s, 3), "build_s": stage["build_seconds"],
         "highs_s": result.get("solver_seconds"), "solve_total_s": round(total_s, 3), "status": result["status"],
         "objective": result["objective"], "bound": result["bound"], "gap": result["gap"], "nodes": result.get("nodes"),
@@ -78,11 +83,31 @@ def run_one(data: dict, formulation: str, time_limit_s: float) -> dict:
     }
 
 
+def _summary(rows: list[dict]) -> str:
+    """Per (mode, links, formulation, strategy): optimal count, median and max solve_total_s, count under 5 s."""
+    import statistics
+
+    out = ["| mode | links | formulation | strategy | runs | proven optimal | median s | max s | optimal in < 5 s |", "|---|---|---|---|---|---|---|---|---|"]
+    keys = []
+    for r in rows:
+        k = (r["mode"], r["links"], r["formulation"], r["strategy"])
+        if k not in keys:
+            keys.append(k)
+    for k in keys:
+        rs = [r for r in rows if (r["mode"], r["links"], r["formulation"], r["strategy"]) == k]
+        ts = [r["solve_total_s"] for r in rs]
+        opt = [r for r in rs if r["status"] == "optimal"]
+        fast = [r for r in opt if r["solve_total_s"] < 5]
+        out.append(f"| {k[0]} | {k[1]} | {k[2]} | {k[3]} | {len(rs)} | {len(opt)} | {statistics.median(ts):.2f} | {max(ts):.2f} | {len(fast)} |")
+    return "\n".join(out)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--time-limit", type=float, default=60.0)
     ap.add_argument("--formulations", default="aggregated,per_slice")
+    ap.add_argument("--strategies", default="relax-and-fix,direct")
     ap.add_argument("--modes", default="colocated,disaggregated,hybrid")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "pd_scale"))
     args = ap.parse_args(argv)
@@ -93,16 +118,19 @@ def main(argv=None) -> int:
             for links in variants:
                 data = make_instance(seed, mode, links)
                 for formulation in args.formulations.split(","):
-                    row = run_one(data, formulation, args.time_limit)
+                  for strategy in args.strategies.split(","):
+                    row = run_one(data, formulation, strategy, args.time_limit)
                     rows.append(row)
-                    print(" | ".join(str(row[k]) for k in ("instance", "links", "formulation", "configs", "capacities_s", "build_s",
+                    print(" | ".join(str(row[k]) for k in ("instance", "links", "formulation", "strategy", "configs", "capacities_s", "build_s",
                                                              "highs_s", "solve_total_s", "status", "objective", "gap", "checker")), flush=True)
-    cols = ["instance", "mode", "links", "formulation", "gpu_types", "buckets", "slices", "configs", "capacities_s", "build_s",
+    cols = ["instance", "mode", "links", "formulation", "strategy", "gpu_types", "buckets", "slices", "configs", "kept", "capacities_s", "build_s",
             "highs_s", "solve_total_s", "status", "objective", "gap", "nodes", "checker"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         lines.append("| " + " | ".join("-" if r[c] is None else (f"{r[c]:.4f}" if isinstance(r[c], float) and c == "objective" else str(r[c])) for c in cols) + " |")
     table = "\n".join(lines)
+    summary = _summary(rows)
+    table = table + "\n\n" + summary
     print()
     print(table)
     out = Path(args.out)

@@ -114,7 +114,7 @@ def main(argv=None) -> int:
 
 
 def _fmt(x, nd=2):
-    return "-" if x is None else (f"{x:.{nd}f}" if isinstance(x, float) else str(x))
+    return "-" if x is None else (f"{x + 0.0:.{nd}f}" if isinstance(x, float) else str(x))
 
 
 def _line(r: dict) -> str:

@@ -197,6 +197,14 @@ class PDPlacementInstance:
         return out
 
 
+def _objects(data: dict, key: str, *, non_empty: bool = True):
+    """(JSON path, object) for each entry of the array ``data[key]``; a non-object entry is an error."""
+    for i, item in enumerate(fields.array(data, key, "", non_empty=non_empty, default=... if non_empty else [])):
+        if not isinstance(item, dict):
+            raise InputError(f"{key}[{i}]", "expected an object")
+        yield f"{key}[{i}]", item
+
+
 def from_dict(data: dict) -> PDPlacementInstance:
     """Build and validate an instance; every error names its JSON path. Capacities may be absent."""
     if not isinstance(data, dict):
@@ -209,12 +217,8 @@ def from_dict(data: dict) -> PDPlacementInstance:
     if objective == "max_goodput" and budget is None:
         raise InputError("budget_usd_per_hour", "required when objective is max_goodput")
 
-    raw_buckets = fields.array(data, "buckets", "")
     buckets = []
-    for i, b in enumerate(raw_buckets):
-        path = f"buckets[{i}]"
-        if not isinstance(b, dict):
-            raise InputError(path, "expected an object")
+    for path, b in _objects(data, "buckets"):
         bid = fields.string(b, "id", path)
         share = fields.number(b, "share", path, minimum=0, maximum=1)
         prompt = fields.integer(b, "prompt_tokens", path, minimum=1, default=1)
@@ -225,12 +229,8 @@ def from_dict(data: dict) -> PDPlacementInstance:
     if abs(total - 1.0) > SHARE_TOLERANCE:
         raise InputError("buckets[].share", f"shares sum to {total:.6g}, expected 1 (off by {total - 1:+.6g})")
 
-    raw_gpus = fields.array(data, "gpus", "")
     gpus = []
-    for i, g in enumerate(raw_gpus):
-        path = f"gpus[{i}]"
-        if not isinstance(g, dict):
-            raise InputError(path, "expected an object")
+    for path, g in _objects(data, "gpus"):
         gtype = fields.string(g, "type", path)
         price = fields.number(g, "usd_per_hour", path, exclusive_minimum=0, default=None, allow_none=True)
         available = fields.integer(g, "available", path, minimum=0, default=None, allow_none=True)
@@ -242,10 +242,7 @@ def from_dict(data: dict) -> PDPlacementInstance:
     bucket_ids = {b.id for b in buckets}
     capacities = []
     seen_cap: dict[tuple, int] = {}
-    for i, c in enumerate(fields.array(data, "capacities", "", non_empty=False, default=[])):
-        path = f"capacities[{i}]"
-        if not isinstance(c, dict):
-            raise InputError(path, "expected an object")
+    for i, (path, c) in enumerate(_objects(data, "capacities", non_empty=False)):
         gpu = fields.string(c, "gpu", path)
         if gpu not in gpu_types:
             raise InputError(f"{path}.gpu", f"'{gpu}' is not one of gpus[].type ({', '.join(sorted(gpu_types))})")
@@ -271,10 +268,7 @@ def from_dict(data: dict) -> PDPlacementInstance:
 
     links = []
     seen_link: dict[tuple, int] = {}
-    for i, l in enumerate(fields.array(data, "links", "", non_empty=False, default=[])):
-        path = f"links[{i}]"
-        if not isinstance(l, dict):
-            raise InputError(path, "expected an object")
+    for i, (path, l) in enumerate(_objects(data, "links", non_empty=False)):
         src = fields.string(l, "from", path)
         dst = fields.string(l, "to", path)
         for key, value in (("from", src), ("to", dst)):

@@ -60,7 +60,8 @@ extra cost and with at least the capacity for every bucket: m copies of k' with
 m · p_{k'} ≤ p_k and m · μ_{k',b} ≥ μ_{k,b} ∀b. Because loads pool over the instances of a
 configuration, replacing y_k instances of k by m·y_k of k' keeps every row feasible. Within one GPU
 type, m = tp_k / tp_{k'} (same GPUs, same price: availability unchanged); across types only when k'
-has unlimited availability and there are no links (a swap changes the types a KV transfer joins).
+has unlimited availability and neither type appears in a link (a swap changes the types a KV
+transfer joins).
 A dominated configuration is only dropped when its dominator itself is kept.
 
 Solution strategy ``relax-and-fix`` (min_cost; in ``servopt.kinds.pd_placement``), three calls on
@@ -96,8 +97,9 @@ def dominated_configs(instance: PDPlacementInstance) -> set[Config]:
     available = {g.type: g.available for g in instance.gpus}
     price = {k: instance.config_usd_per_hour(k) for k in K}
     buckets = [b.id for b in instance.buckets]
-    # Links make the GPU type of a phase matter beyond price and capacity: keep cross-type swaps out.
-    cross_type_ok = not instance.links
+    # A link makes the GPU type of a phase matter beyond price and capacity: no cross-type swap may
+    # touch a type that appears in a link.
+    linked = {l.src for l in instance.links} | {l.dst for l in instance.links}
     dominated: set[Config] = set()
     for k in K:
         for k2 in K:
@@ -107,7 +109,7 @@ def dominated_configs(instance: PDPlacementInstance) -> set[Config]:
                 if k2.tp >= k.tp or k.tp % k2.tp:
                     continue
                 multiples = (k.tp // k2.tp,)  # same GPUs, same price
-            elif cross_type_ok and available[k2.gpu] is None:
+            elif available[k2.gpu] is None and k.gpu not in linked and k2.gpu not in linked:
                 multiples = range(1, 1 + min(8, int(price[k] / price[k2] + 1e-9)))
             else:
                 continue
@@ -257,20 +259,18 @@ def _declare_pairing_aggregated(m, d):
     m.link = pyo.Constraint([gh for gh, w in d["links"].items() if w > 0], rule=_link_rule)
 
 
-def _pair_out_rule(m, b, g):
-    lhs = sum(m._pairs_from[(b, g)])
-    rhs = _role_sum(m, b, "prefill", gpu=g)
-    if isinstance(lhs, int) and isinstance(rhs, int):
+def _pairing_row(lhs, rhs):
+    if isinstance(lhs, int) and isinstance(rhs, int):  # both sides empty: nothing to pair
         return pyo.Constraint.Skip
     return lhs == rhs
+
+
+def _pair_out_rule(m, b, g):
+    return _pairing_row(sum(m._pairs_from[(b, g)]), _role_sum(m, b, "prefill", gpu=g))
 
 
 def _pair_in_rule(m, b, h):
-    lhs = sum(m._pairs_to[(b, h)])
-    rhs = _role_sum(m, b, "decode", gpu=h)
-    if isinstance(lhs, int) and isinstance(rhs, int):
-        return pyo.Constraint.Skip
-    return lhs == rhs
+    return _pairing_row(sum(m._pairs_to[(b, h)]), _role_sum(m, b, "decode", gpu=h))
 
 
 def _link_rule(m, g, h):
@@ -327,14 +327,10 @@ def _declare_per_slice(m, instance, d, goodput):
                 pairs_to[(q, h)].append(m.pair[q, g, h])
 
             def out_rule(m, b, s, g):
-                lhs = sum(pairs_from[((b, s), g)])
-                rhs = role_sum((b, s), "prefill", gpu=g)
-                return pyo.Constraint.Skip if isinstance(lhs, int) and isinstance(rhs, int) else lhs == rhs
+                return _pairing_row(sum(pairs_from[((b, s), g)]), role_sum((b, s), "prefill", gpu=g))
 
             def in_rule(m, b, s, h):
-                lhs = sum(pairs_to[((b, s), h)])
-                rhs = role_sum((b, s), "decode", gpu=h)
-                return pyo.Constraint.Skip if isinstance(lhs, int) and isinstance(rhs, int) else lhs == rhs
+                return _pairing_row(sum(pairs_to[((b, s), h)]), role_sum((b, s), "decode", gpu=h))
 
             m.pair_out = pyo.Constraint([(b, s, g) for (b, s) in Q for g in d["gpu_types"]], rule=out_rule)
             m.pair_in = pyo.Constraint([(b, s, h) for (b, s) in Q for h in d["gpu_types"]], rule=in_rule)

@@ -95,7 +95,7 @@ def _precheck(inst: pdi.PDPlacementInstance) -> None:
         )
 
 
-def _solve_model(inst, *, time_limit_s, rel_gap, formulation, min_served_rps=None, export=None):
+def _solve_model(inst, *, time_limit_s, rel_gap, formulation, min_served_rps=None, export=None, solver="highs"):
     from servopt.models import pd_placement as model_mod
     from servopt.solvers.highs import solve as highs_solve, write_model
 
@@ -104,7 +104,7 @@ def _solve_model(inst, *, time_limit_s, rel_gap, formulation, min_served_rps=Non
     build_s = time.perf_counter() - t0
     if export:
         write_model(m, export)
-    res = highs_solve(m, time_limit_s=time_limit_s, rel_gap=rel_gap)
+    res = highs_solve(m, time_limit_s=time_limit_s, rel_gap=rel_gap, solver=solver)
     plan = model_mod.extract(m) if res.has_solution else None
     return res, plan, build_s
 
@@ -125,7 +125,7 @@ def _diagnose_infeasible(inst, *, time_limit_s, formulation) -> str:
     )
 
 
-def _relax_and_fix(inst, *, time_limit_s, rel_gap, formulation, export=None):
+def _relax_and_fix(inst, *, time_limit_s, rel_gap, formulation, export=None, solver="highs"):
     """Min-cost solve in up to three HiGHS calls on one model (module docstring of models.pd_placement).
 
     1. slices continuous, counts y integer: its dual bound is a valid lower bound of the MILP;
@@ -153,7 +153,7 @@ def _relax_and_fix(inst, *, time_limit_s, rel_gap, formulation, export=None):
                        "build_seconds": round(extra_s, 4), "solve_seconds": round(res.wall_seconds, 4), "nodes": res.nodes})
 
     mp.relax_slices(m)
-    r1 = highs_solve(m, time_limit_s=left(), rel_gap=0.0)
+    r1 = highs_solve(m, time_limit_s=left(), rel_gap=0.0, solver=solver)
     record("relaxation: slices continuous, counts integer", r1, build_s)
     if r1.status == "infeasible":
         return {"status": "infeasible"}, None, stages
@@ -164,7 +164,7 @@ def _relax_and_fix(inst, *, time_limit_s, rel_gap, formulation, export=None):
         y1 = mp.counts(m)
         mp.restore_slices(m)
         mp.fix_counts(m, y1)
-        r2 = highs_solve(m, time_limit_s=left(), rel_gap=0.0)
+        r2 = highs_solve(m, time_limit_s=left(), rel_gap=0.0, solver=solver)
         record("slices integer, counts fixed at the relaxation's", r2)
         mp.unfix_counts(m)
         if r2.has_solution:
@@ -178,7 +178,7 @@ def _relax_and_fix(inst, *, time_limit_s, rel_gap, formulation, export=None):
 
         if bound is not None:
             m.bound_cut = pyo.Constraint(expr=m.cost >= bound - 1e-9 * max(1.0, abs(bound)))
-        r3 = highs_solve(m, time_limit_s=left(), rel_gap=rel_gap)
+        r3 = highs_solve(m, time_limit_s=left(), rel_gap=rel_gap, solver=solver)
         record("full MILP with the relaxation bound", r3)
         if r3.status == "infeasible":
             return {"status": "infeasible"}, None, stages
@@ -197,7 +197,7 @@ def _relax_and_fix(inst, *, time_limit_s, rel_gap, formulation, export=None):
         status = "time_limit" if (time.perf_counter() - wall0) >= time_limit_s else "feasible"
     common = {
         "status": status, "objective": objective, "bound": bound, "gap": gap,
-        "solve_seconds": round(time.perf_counter() - wall0, 4), "solver": "highs",
+        "solve_seconds": round(time.perf_counter() - wall0, 4), "solver": solver,
         "solver_seconds": round(sum(st["solve_seconds"] for st in stages), 4),
         "nodes": sum(st["nodes"] or 0 for st in stages),
     }
@@ -207,29 +207,34 @@ def _relax_and_fix(inst, *, time_limit_s, rel_gap, formulation, export=None):
 def solve(instance: pdi.PDPlacementInstance, *, time_limit_s: float, options: dict | None = None) -> dict:
     """Solve to proven optimality within ``rel_gap`` (or the time limit); see the module docstring.
 
-    options: ``formulation`` (aggregated | per_slice), ``rel_gap`` (default 1e-4), ``strategy``
-    (``relax-and-fix``, the default for min_cost, or ``direct``: one MILP solve), ``export``.
+    options: ``formulation`` (aggregated | per_slice, optionally ``FORMULATION:STRATEGY`` as the CLI's
+    ``--formulation aggregated:direct``), ``strategy`` (``relax-and-fix``, the default for min_cost, or
+    ``direct``: one MILP solve), ``rel_gap`` (default 1e-4), ``solver`` (default highs), ``export``.
     """
     options = options or {}
     formulation = options.get("formulation") or "aggregated"
+    strategy = options.get("strategy")
+    if ":" in formulation:  # the CLI's --formulation FORMULATION:STRATEGY
+        formulation, strategy = formulation.split(":", 1)
     rel_gap = float(options.get("rel_gap", 1e-4) if options.get("rel_gap") is not None else 1e-4)
-    strategy = options.get("strategy") or ("relax-and-fix" if instance.objective == "min_cost" else "direct")
+    solver = options.get("solver") or "highs"
+    strategy = strategy or ("relax-and-fix" if instance.objective == "min_cost" else "direct")
     if strategy not in ("relax-and-fix", "direct"):
-        raise InputError("strategy", f"unknown strategy '{strategy}' (known: relax-and-fix, direct)")
+        raise InputError("--formulation" if ":" in (options.get("formulation") or "") else "strategy", f"unknown strategy '{strategy}' (known: relax-and-fix, direct)")
     if strategy == "relax-and-fix" and instance.objective != "min_cost":
         raise InputError("strategy", "relax-and-fix applies to min_cost instances; use direct for max_goodput")
     _precheck(instance)
     wall0 = time.perf_counter()
     if strategy == "relax-and-fix":
         common, plan, stages = _relax_and_fix(instance, time_limit_s=time_limit_s, rel_gap=rel_gap, formulation=formulation,
-                                              export=options.get("export"))
+                                              export=options.get("export"), solver=solver)
         if common["status"] == "infeasible":
             raise InfeasibleError(_diagnose_infeasible(instance, time_limit_s=time_limit_s, formulation=formulation))
         if plan is None:
             raise SolverError(f"no plan found for the pd_placement instance within {time_limit_s:g} s (status {common['status']})")
     else:
         res, plan, build_s = _solve_model(instance, time_limit_s=time_limit_s, rel_gap=rel_gap, formulation=formulation,
-                                          export=options.get("export"))
+                                          export=options.get("export"), solver=solver)
         if res.status == "infeasible":
             if instance.objective == "min_cost":
                 raise InfeasibleError(_diagnose_infeasible(instance, time_limit_s=time_limit_s, formulation=formulation))
@@ -243,7 +248,7 @@ def solve(instance: pdi.PDPlacementInstance, *, time_limit_s: float, options: di
             target = res.objective - 1e-9 * max(1.0, abs(res.objective))
             left = max(1.0, time_limit_s - (time.perf_counter() - wall0))
             res2, plan2, build2 = _solve_model(instance, time_limit_s=left, rel_gap=rel_gap, formulation=formulation,
-                                               min_served_rps=target)
+                                               min_served_rps=target, solver=solver)
             stages.append({"stage": "min cost at that goodput", "status": res2.status, "objective": res2.objective,
                            "bound": res2.bound, "build_seconds": round(build2, 4), "solve_seconds": round(res2.wall_seconds, 4),
                            "nodes": res2.nodes})
