@@ -83,7 +83,10 @@ class SimResult:
     def to_dataframe(self):
         import pandas as pd
 
-        df = pd.DataFrame(self.columns)
+        cols = dict(self.columns)
+        if cols.get("id") is None:
+            cols["id"] = cols["request_index"].astype(str).astype(object)
+        df = pd.DataFrame(cols)
         df["ttft_s"] = df["first_token_s"] - df["arrival_s"]
         df["e2e_s"] = df["finish_s"] - df["arrival_s"]
         out1 = (df["output_tokens"] - 1).where(df["output_tokens"] > 1)
@@ -121,8 +124,9 @@ class _Columns:
         i["prefill_replica"].append(req.prefill_replica)
 
     def to_dict(self):
-        ids = self.id if self.id is not None else [str(i) for i in self.idx]
-        out = {"id": np.array(ids, dtype=object)}
+        # default ids (the request's position) are made only when a DataFrame is built
+        out = {"id": np.array(self.id, dtype=object) if self.id is not None else None,
+               "request_index": np.frombuffer(self.idx, dtype=np.int64) if len(self.idx) else np.zeros(0, dtype=np.int64)}
         out.update({k: np.frombuffer(v, dtype=np.float64) if len(v) else np.zeros(0) for k, v in self.f.items()})
         out.update({k: np.frombuffer(v, dtype=np.int64) if len(v) else np.zeros(0, dtype=np.int64) for k, v in self.i.items()})
         return out
