@@ -16,6 +16,7 @@ import pytest
 from servopt.errors import InfeasibleError
 from servopt.instances import pd_placement as pdi
 from servopt.kinds import pd_placement as pd
+from servopt.models import pd_placement as mp
 
 LIMIT = dict(time_limit_s=20)
 
@@ -354,3 +355,41 @@ def test_checker_catches_link_overload():
     assert any("link G0 -> G1: KV traffic 4 GB/s > 1 GB/s" in v for v in pd.check(inst, _mutate(result, fn)))
     inst_wide = pd.load({**data, "links": [{"from": "G0", "to": "G1", "gb_per_s": 4.0}]})
     assert pd.solve(inst_wide, **LIMIT, options={"rel_gap": 0})["objective"] == 2
+
+
+THREE_TYPE_CASES = [(s, "disaggregated") for s in range(6)] + [(0, "hybrid"), (1, "hybrid")]
+
+
+def _three_types(seed: int, mode: str) -> pdi.PDPlacementInstance:
+    """Three types, a link only from G0 to G0: cross-type pruning may swap between G1 and G2 only."""
+    rng = random.Random(100 + seed)
+    caps = []
+    for g in ("G0", "G1", "G2"):
+        for role in pdi.ROLES_OF_MODE[mode]:
+            for b in ("b0", "b1"):
+                caps.append({"gpu": g, "role": role, "bucket": b, "rps": rng.choice([1, 2, 3, 4, 6, 8])})
+    return pd.load({
+        "kind": "pd_placement", "mode": mode, "rate_rps": 8.0, "slices": 2,
+        "buckets": [{"id": "b0", "share": 0.5, "prompt_tokens": 1000, "output_tokens": 10},
+                    {"id": "b1", "share": 0.5, "prompt_tokens": 3000, "output_tokens": 10}],
+        "gpus": [{"type": "G0", "usd_per_hour": rng.randint(1, 5), "available": rng.randint(1, 3)},
+                 {"type": "G1", "usd_per_hour": rng.randint(1, 5)}, {"type": "G2", "usd_per_hour": rng.randint(1, 5)}],
+        "capacities": caps,
+        "links": [{"from": "G0", "to": "G0", "gb_per_s": rng.choice([0, 2.0, 6.0])}],
+        "kv_bytes_per_token": 1e6,
+    })
+
+
+@pytest.mark.parametrize("seed,mode", THREE_TYPE_CASES)
+def test_links_with_unlinked_types_match_brute_force(seed, mode):
+    inst = _three_types(seed, mode)
+    best = _brute_force(inst)
+    result = pd.solve(inst, **LIMIT, options={"rel_gap": 0})
+    assert result["objective"] == best[0]
+    assert pd.check(inst, result) == []
+
+
+def test_unlinked_cases_exercise_cross_type_pruning():
+    pruned = [k for seed, mode in THREE_TYPE_CASES for k in mp.dominated_configs(_three_types(seed, mode))]
+    assert any(k.gpu in ("G1", "G2") for k in pruned)
+    assert all(k.gpu != "G0" or k.tp > 1 for k in pruned)  # G0 is linked: never swapped across types
