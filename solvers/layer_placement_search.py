@@ -537,6 +537,7 @@ def solve_layer_placement(instance: LayerPlacementInstance, *, time_limit_s: flo
     # search (the same test with the incumbent fixed outside a window of layers) to raise the
     # incumbent; then the midpoint between incumbent and bound (bisection on the bound).
     ran_out = False
+    proven = False
     phase = "prove"
     lns_window = max(instance.num_layers // 3, 2)
     lns_failures = 0
@@ -545,7 +546,9 @@ def solve_layer_placement(instance: LayerPlacementInstance, *, time_limit_s: flo
         if left <= 0.5:
             ran_out = True
             break
-        at_incumbent = best_value * (1 + REL_TOL) if best_value > 0 else upper * 1e-6
+        # above the incumbent by more than HiGHS' feasibility tolerance (1e-7 absolute on a row),
+        # so that a "solution" at F_t is a strictly better layout, not round-off
+        at_incumbent = best_value * (1 + 1e-8) + 1e-5 if best_value > 0 else upper * 1e-6
         if phase == "lns":
             found = _lns_sweep(instance, lp, best_layout, at_incumbent, upper, cover_orders, lns_window,
                                min(left, max(0.35 * left, 2.0)), rel_gap, threads, seed, milp_calls)
@@ -564,9 +567,9 @@ def solve_layer_placement(instance: LayerPlacementInstance, *, time_limit_s: flo
                 if lns_failures >= 2 or lns_window >= instance.num_layers:
                     phase = "bisect"
             continue
-        target = at_incumbent if phase == "prove" else 0.5 * (best_value + upper)
+        target = 0.5 * (best_value + upper) if phase == "bisect" else at_incumbent
         first = len(milp_calls) == 0
-        slice_s = left if (first and left < 8) else max(min(left / 5, 10.0), min(left, 2.0))
+        slice_s = left if (phase == "final" or (first and left < 8)) else max(min(left / 5, 10.0), min(left, 2.0))
         model = lp.build(instance, formulation="boundary", upper_bound=upper, threshold=target, cover_orders=cover_orders)
         res = _highs(model, min(slice_s, left), rel_gap, threads, seed, improving=1)
         milp_calls.append({"threshold": target, "status": res.status, "objective": res.objective,
@@ -574,8 +577,12 @@ def solve_layer_placement(instance: LayerPlacementInstance, *, time_limit_s: flo
         if res.status == "infeasible":
             upper = min(upper, target)
             trace.append({"t_s": round(elapsed(), 4), "event": "threshold infeasible", "objective": best_value, "bound": upper})
-            if target == at_incumbent and exact:
+            if target == at_incumbent:
+                # no layout reaches F_t (in the relaxation where links may bind): the incumbent is
+                # optimal up to the round-off margin of F_t
+                proven = True
                 proof = f"no layout reaches {target:.9g}: threshold-cover model infeasible (HiGHS)"
+                break
             continue
         if res.has_solution:
             layout = lp.extract(model, instance)
@@ -583,29 +590,33 @@ def solve_layer_placement(instance: LayerPlacementInstance, *, time_limit_s: flo
                 layout = polish_layout(instance, layout, time_limit_s=min(5.0, 0.1 * (time_limit_s - elapsed())))
             before = best_value
             offer(layout, "boundary+threshold")
-            if best_value <= before:
-                # the relaxation's layout is worse on the real links: keep only the bound side
+            if best_value > before:
+                phase = "prove" if phase != "final" else "final"
+                continue
+            # the layout is no better on the real links (a relaxation, or round-off): go on as if
+            # this test had run out of time, keeping only its bound
+            if not exact:
                 if res.bound is not None:
                     upper = min(upper, max(res.bound, target))
                 break
-            phase = "prove"
-            continue
         if res.bound is not None:
             upper = min(upper, max(res.bound, target))
         if phase == "prove":
             phase = "lns" if lns_failures < 2 else "bisect"
-        else:  # a bisection test ran out as well: stop
+        elif phase == "bisect" and time_limit_s - elapsed() > 2.0:
+            phase = "final"  # one last test at the incumbent with all the time that is left
+        else:
             ran_out = True
             break
 
-    if not exact and best_value < upper * (1 - rel_gap) and time_limit_s - elapsed() > 1.0:
+    if not proven and not exact and best_value < upper * (1 - rel_gap) and time_limit_s - elapsed() > 1.0:
         layout, value, bnd, st = _helix_search(instance, best_layout, time_limit_s - elapsed(), rel_gap,
                                                "helix_capped", upper, threads, seed, milp_calls)
         if layout is not None:
             offer(layout, "helix_capped")
         if bnd is not None:
             upper = min(upper, bnd)
-    if best_value >= upper * (1 - rel_gap):
+    if proven or best_value >= upper * (1 - rel_gap):
         status = "optimal"
         proof = proof or "incumbent meets the proven bound"
     else:
