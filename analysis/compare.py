@@ -21,7 +21,7 @@ from servopt.instances.kv_schedule import KVScheduleInstance
 @dataclass
 class PolicyRow:
     policy: str
-    status: str  # "ok" | "livelock" | "invalid"
+    status: str  # "ok" | "livelock" | "invalid" (checker violation, or a cost below the proven bound)
     cost: float | None
     ratio_to_incumbent: float | None
     ratio_to_bound: float | None
@@ -84,6 +84,8 @@ def compare_kv_schedule(instance: KVScheduleInstance, policies: list[str], *, ti
         seconds = time.perf_counter() - t0
         cost = sched.objective_value(instance)
         violations = check_result(instance, {"objective": cost, **sched.to_dict()})
+        if opt.bound is not None and cost < opt.bound - 1e-6 * max(1.0, abs(cost)):
+            violations.append(f"cost {cost:g} is below the lower bound {opt.bound:g}: a bug in the bound or the policy")
         rows.append(PolicyRow(name, "ok" if not violations else "invalid", cost, _ratio(cost, opt.objective),
                               _ratio(cost, opt.bound), sched.preemptions, seconds, violations))
     warm = {k: v for k, v in opt.warm_start.items()}
