@@ -128,10 +128,11 @@ def _diagnose_infeasible(inst, *, time_limit_s, formulation) -> str:
 def _relax_and_fix(inst, *, time_limit_s, rel_gap, formulation, export=None, solver="highs"):
     """Min-cost solve in up to three HiGHS calls on one model (module docstring of models.pd_placement).
 
-    1. slices continuous, counts y integer: its dual bound is a valid lower bound of the MILP;
+    1. slices continuous, counts y integer: its dual bound is a valid lower bound of the MILP
+       (at most 60 % of the time limit);
     2. y fixed at phase 1's counts, slices integer: a feasibility MILP; a solution costs exactly
-       phase 1's value, so if phase 1 was proven optimal the plan is optimal;
-    3. otherwise the full MILP with the phase-1 bound as a cut.
+       phase 1's value, so if phase 1 was proven optimal the plan is optimal (at most 20 %);
+    3. otherwise the full MILP with the phase-1 bound as a cut (the rest of the time).
     Returns (common fields, plan, stages).
     """
     from servopt.models import pd_placement as mp
@@ -145,15 +146,17 @@ def _relax_and_fix(inst, *, time_limit_s, rel_gap, formulation, export=None, sol
         write_model(m, export)
     stages = []
 
-    def left():
-        return max(0.5, time_limit_s - (time.perf_counter() - wall0))
+    def left(share: float = 1.0):
+        # Phases 1 and 2 get at most 60 % and 20 % of the budget so that phase 3 always has time.
+        remaining = time_limit_s - (time.perf_counter() - wall0)
+        return max(0.5, min(remaining, share * time_limit_s))
 
     def record(name, res, extra_s=0.0):
         stages.append({"stage": name, "status": res.status, "objective": res.objective, "bound": res.bound,
                        "build_seconds": round(extra_s, 4), "solve_seconds": round(res.wall_seconds, 4), "nodes": res.nodes})
 
     mp.relax_slices(m)
-    r1 = highs_solve(m, time_limit_s=left(), rel_gap=0.0, solver=solver)
+    r1 = highs_solve(m, time_limit_s=left(0.6), rel_gap=0.0, solver=solver)
     record("relaxation: slices continuous, counts integer", r1, build_s)
     if r1.status == "infeasible":
         return {"status": "infeasible"}, None, stages
@@ -164,7 +167,7 @@ def _relax_and_fix(inst, *, time_limit_s, rel_gap, formulation, export=None, sol
         y1 = mp.counts(m)
         mp.restore_slices(m)
         mp.fix_counts(m, y1)
-        r2 = highs_solve(m, time_limit_s=left(), rel_gap=0.0, solver=solver)
+        r2 = highs_solve(m, time_limit_s=left(0.2), rel_gap=0.0, solver=solver)
         record("slices integer, counts fixed at the relaxation's", r2)
         mp.unfix_counts(m)
         if r2.has_solution:
