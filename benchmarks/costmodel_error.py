@@ -108,12 +108,20 @@ def splitwise_70b_rows() -> list[dict]:
     from servopt.costmodel.fit import _split, prediction_errors, public_points, splitwise_points
 
     out = []
-    for gpu, names in (("a100-80g", ("public-a100-80g", "public-splitwise-a100-80g")),
+    from servopt.costmodel.calibration import VIDUR_A100_PROFILE
+
+    for gpu, names in (("a100-80g", ("public-a100-80g", "public-splitwise-a100-80g", VIDUR_A100_PROFILE)),
                        ("h100-sxm", ("public-h100-sxm", "h100-sxm-measured"))):
         for name in names:
             prof = shipped_profile(name)
             held = set()
-            if name.startswith("public-"):
+            if name == VIDUR_A100_PROFILE:
+                from servopt.costmodel.calibration import split_points
+
+                pool = splitwise_points(["a100-80g"])
+                _, test = split_points(pool, 0.25, prof.metadata["fit"]["seed"])
+                held = {(p.gpu, p.tp, p.prefill, p.decode, p.measured_ms) for i, p in enumerate(pool) if i in set(test)}
+            elif name.startswith("public-"):
                 file_name = name + ".json"
                 pool = public_points(file_name)
                 _, test = _split(pool, 0.25, prof.metadata["fit"]["seed"])
@@ -181,7 +189,10 @@ def main(argv=None) -> int:
         t.add_row(*[str(r[c]) if c in ("table", "gpu", "regime", "n") else _pct(r[c]) for c in cols])
     console.print(t)
 
-    rebuilt = build_public_profiles()
+    from servopt.costmodel.calibration import VIDUR_A100_PROFILE, build_vidur_a100_profile
+
+    rebuilt = dict(build_public_profiles())
+    rebuilt[VIDUR_A100_PROFILE + ".json"] = build_vidur_a100_profile()
     fits = []
     for file_name, prof in rebuilt.items():
         fit = prof.metadata["fit"]

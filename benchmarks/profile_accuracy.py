@@ -216,10 +216,16 @@ def section_form(measurements: dict, prof) -> tuple[list[str], dict]:
     lines = _table("5. Roofline form on the H100 measurements (held-out MAPE, 25 % held out, seed 0)",
                    ["form", "s", "prefill", "decode", "mixed"], rows)
     rows = []
-    for label, gpu, base in (("H100: measured GPU terms, engine terms fitted on the other TPs", "h100-sxm", prof),
-                             ("H100: every term fitted on the other TPs (roofline start)", "h100-sxm", None),
-                             ("A100: every term fitted on the other TPs (roofline start)", "a100-80g", None)):
-        res = C.splitwise_leave_one_tp_out(gpu, base=base)
+    vidur = shipped_profile(C.VIDUR_A100_PROFILE)
+    no_host = tuple(f for f in C.ENGINE_FREE if f != "host_ms_per_layer")
+    for label, gpu, base, free in (
+            ("H100: measured GPU terms, engine terms (with host) fitted on the other TPs", "h100-sxm", prof, None),
+            ("H100: same, no host term", "h100-sxm", prof, no_host),
+            ("H100: every term fitted on the other TPs (roofline start)", "h100-sxm", None, None),
+            ("A100: Vidur GPU terms, engine terms (with host) fitted on the other TPs", "a100-80g", vidur, None),
+            ("A100: same, no host term", "a100-80g", vidur, no_host),
+            ("A100: every term fitted on the other TPs (roofline start)", "a100-80g", None, None)):
+        res = C.splitwise_leave_one_tp_out(gpu, base=base, free=free)
         results["leave_one_tp_out"].append(dict(res, variant=label))
         for c in res["cells"]:
             rows.append([label, c["tp"], c["regime"], c["n"], _pct(c["mape"]), _pct(c["max_abs_error"]),

@@ -154,7 +154,11 @@ def _predict_ms(fe: _Features, params: dict) -> np.ndarray:
     comm = (fe.ring_steps * params["allreduce_hop_latency_ms"] * 1e-3 + fe.allreduce_s / params["allreduce_bandwidth_eff"]
             + fe.allreduce_calls * params.get("allreduce_call_latency_ms", 0.0) * 1e-3)
     per_layer = params.get("per_layer_overhead_ms", 0.0) * fe.layers if fe.layers is not None else 0.0
-    return (ops + comm) * 1e3 + params["overhead_ms"] + params["per_sequence_ms"] * fe.sampled + per_layer
+    gpu = (ops + comm) * 1e3 + per_layer
+    host = params.get("host_ms_per_layer", 0.0)
+    if host > 0:
+        gpu = np.maximum(gpu, host * fe.layers)
+    return gpu + params["overhead_ms"] + params["per_sequence_ms"] * fe.sampled
 
 
 def predict_ms(profile: Profile, points: Sequence[MeasuredPoint]) -> np.ndarray:
@@ -238,7 +242,7 @@ def _mape(pred: np.ndarray, y: np.ndarray) -> float:
 # per_layer_overhead_ms is identifiable only from models of several depths (servopt profile data), so
 # it is fixed (at base's value) unless asked for.
 DEFAULT_FREE = tuple(f for f in PARAMETER_FIELDS if f not in ("per_layer_overhead_ms", "roofline_smoothness",
-                                                               "allreduce_call_latency_ms"))
+                                                               "allreduce_call_latency_ms", "host_ms_per_layer"))
 
 
 def fit_profile(points: Sequence[MeasuredPoint], *, name: str, gpus: Iterable[str] = (), source: str = "",
@@ -285,6 +289,14 @@ def fit_profile(points: Sequence[MeasuredPoint], *, name: str, gpus: Iterable[st
                 start[n_] = (eff0 if n_ in EFFICIENCY_FIELDS else 0.2 if n_ in SHAPE_FIELDS
                              else t0 if n_ == "overhead_ms" else 0.01)
             starts.append(_from_params(start, names))
+    if "host_ms_per_layer" in names:
+        # max(GPU, host) has no gradient in h while the host is not binding: start it binding too
+        k = names.index("host_ms_per_layer")
+        for z0 in list(starts):
+            for h0 in (0.3, 0.6):
+                z1 = z0.copy()
+                z1[k] = math.log(h0)
+                starts.append(z1)
     if z_prior is not None:
         starts.append(z_prior.copy())
     best_z, best_cost = None, math.inf
@@ -488,8 +500,12 @@ def build_public_profiles(seed: int = 0) -> dict[str, Profile]:
 def main() -> int:
     from pathlib import Path
 
+    from servopt.costmodel.calibration import VIDUR_A100_PROFILE, build_vidur_a100_profile
+
     folder = Path(__file__).resolve().parent / "profiles"
-    for file_name, prof in build_public_profiles().items():
+    profiles = dict(build_public_profiles())
+    profiles[VIDUR_A100_PROFILE + ".json"] = build_vidur_a100_profile()
+    for file_name, prof in profiles.items():
         prof.save(folder / file_name)
         fit = prof.metadata["fit"]
         print(f"{file_name}: n={fit['n_points']} train MAPE {fit['train_mape']:.1%}, held-out MAPE "

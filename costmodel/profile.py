@@ -26,6 +26,7 @@ per_sequence_ms             cost per sequence that emits a token (sampling, book
 per_layer_overhead_ms       fixed cost per decoder layer and iteration (kernel launches) >= 0
 roofline_smoothness         s of the smooth roofline (below); 0 = hard max (format 1)     [0, 1)
 allreduce_call_latency_ms   fixed cost of one all-reduce call, any tp > 1 (format 2)     >= 0
+host_ms_per_layer           host time to launch one layer's kernels (format 2, below)    >= 0
 ==========================  ===========================================================  ========
 
 Smooth roofline (format 2): an operator with compute time ``C`` and memory time ``M`` takes
@@ -36,6 +37,13 @@ imperfectly near the ridge point. ``s = 0`` is the hard ``max(C, M)``; ``s = 1``
 under-predicted by up to 12 % with the hard max, costmodel/PROFILING_NOTES.md), so the fits
 estimate ``s``. Profiles written before this field existed (no ``format_version``, i.e. format 1)
 load with ``s = 0`` and predict exactly what they did.
+
+Host-bound iterations (format 2): an engine that launches kernels eagerly from Python (no CUDA
+graphs; Splitwise's 2023 runs) cannot finish an iteration faster than the host issues its
+``L * ~20`` launches, whatever the GPU. The host runs ahead of the GPU, so the two overlap:
+``max(GPU time, L * host_ms_per_layer)`` -- a third roof, the host's launch rate, next to compute
+and memory. It is why Splitwise's Llama-2-70B decode steps take the same time at TP4 and TP8
+(A100 44.5 / 45.0 ms, H100 29.5 / 30.5 ms) while the weights per GPU halve.
 
 ``per_sequence_ms`` is the ``c * B`` term of DistServe's decode model (``a + b * sum(ctx) + c * B``,
 research/costmodel-anchors.md §2.5): work per sequence that neither the weights nor the KV reads
@@ -72,7 +80,7 @@ EFFICIENCY_FIELDS = (
     "allreduce_bandwidth_eff",
 )
 TIME_FIELDS = ("allreduce_hop_latency_ms", "overhead_ms", "per_sequence_ms", "per_layer_overhead_ms",
-               "allreduce_call_latency_ms")
+               "allreduce_call_latency_ms", "host_ms_per_layer")
 SHAPE_FIELDS = ("roofline_smoothness",)
 PARAMETER_FIELDS = EFFICIENCY_FIELDS + TIME_FIELDS + SHAPE_FIELDS
 # 1: hard-max roofline, no format_version field; 2: roofline_smoothness added.
@@ -97,6 +105,9 @@ class Profile:
     # Fixed cost of one all-reduce call whatever T (kernel launch, the barrier of the engine's
     # communicator); the hop term grows with log2(T), this one does not. Format 2.
     allreduce_call_latency_ms: float = 0.0
+    # Host (CPU) time to launch one layer's kernels in an eager engine; launches run ahead of the GPU,
+    # so the iteration takes max(GPU time, L * h). Format 2.
+    host_ms_per_layer: float = 0.0
     gpus: tuple[str, ...] = ()
     source: str = ""
     metadata: dict = field(default_factory=dict, compare=False, hash=False)
@@ -167,7 +178,7 @@ def profile_from_dict(data: dict, where: str = "profile") -> Profile:
     version = data.get("format_version", 1)
     if isinstance(version, bool) or version not in range(1, PROFILE_FORMAT_VERSION + 1):
         raise InputError(f"{where}.format_version", f"expected 1..{PROFILE_FORMAT_VERSION}, got {version!r}")
-    for key in ("roofline_smoothness", "allreduce_call_latency_ms"):
+    for key in ("roofline_smoothness", "allreduce_call_latency_ms", "host_ms_per_layer"):
         if version < 2 and key in data:
             raise InputError(f"{where}.{key}", "needs format_version 2")
     for key in EFFICIENCY_FIELDS:

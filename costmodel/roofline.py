@@ -47,7 +47,9 @@ summed over operators (LLM-Viewer / GenZ form, §2.1-2.2) -- or, with a profile'
 ``roofline_smoothness`` ``s > 0``, the smooth roofline ``(C^(1/s) + M^(1/s))^s`` of the same two
 times (computed as ``max * (1 + (min/max)^(1/s))^s``; see profile.py), plus ``2 L (alpha_0 + 2 log2(T) alpha + bytes /
 (eta_ar * interconnect))`` for the all-reduces, a fixed ``overhead_ms`` per iteration (§3.3) and
-``per_sequence_ms * s``. The eta's, ``alpha`` and the overheads come from a
+``per_sequence_ms * s``. With a host dispatch time ``h`` per layer (``host_ms_per_layer``, an
+eager engine's kernel launches), the GPU part (operators, all-reduces, ``L * per_layer_overhead_ms``)
+is ``max(GPU part, L * h)`` (operator ``host_wait`` holds the difference). The eta's, ``alpha`` and the overheads come from a
 :class:`~servopt.costmodel.profile.Profile`. ``bound`` is
 "compute" when the operators limited by FLOPs take more of the time than those limited by bytes.
 
@@ -68,7 +70,8 @@ from servopt.errors import InputError
 from servopt.instances.catalog import get_gpu, get_llm
 from servopt.instances.hardware import GPU, LLM
 
-OPERATORS = ("linear", "lm_head", "attention_prefill", "attention_decode", "elementwise", "allreduce", "overhead")
+OPERATORS = ("linear", "lm_head", "attention_prefill", "attention_decode", "elementwise", "allreduce", "overhead",
+             "host_wait")
 DEFAULT_MAX_BATCH_TOKENS = 8192
 DEFAULT_MAX_SAMPLED_SEQS = 256
 
@@ -216,7 +219,9 @@ class CostModel:
         self._inv_ar = 1.0 / (pr.allreduce_bandwidth_eff * self._ic) if self._ic > 0 else math.inf
         self._ar_hops = self._ar_calls * 2 * math.log2(T)
         self._ar_fixed_s = (self._ar_hops * pr.allreduce_hop_latency_ms + self._ar_calls * pr.allreduce_call_latency_ms) * 1e-3
-        self._overhead_s = (pr.overhead_ms + L * pr.per_layer_overhead_ms) * 1e-3
+        self._overhead_s = pr.overhead_ms * 1e-3
+        self._gpu_fixed_s = L * pr.per_layer_overhead_ms * 1e-3
+        self._host_s = L * pr.host_ms_per_layer * 1e-3
         self._per_seq_s = pr.per_sequence_ms * 1e-3
         self._smooth = pr.roofline_smoothness
         self._smooth_q = 1.0 / pr.roofline_smoothness if pr.roofline_smoothness > 0 else math.inf
@@ -293,8 +298,13 @@ class CostModel:
             ops.append(_op(name, f, by, 0.0, c_ms, m_ms, 0.0, time_ms, bound))
             flops += f
             hbm += by
-        over_ms = (self._overhead_s + self._per_seq_s * totals.sampled_seqs) * 1e3 if n > 0 else 0.0
+        over_ms = (self._overhead_s + self._gpu_fixed_s + self._per_seq_s * totals.sampled_seqs) * 1e3 if n > 0 else 0.0
         ops.append(_op("overhead", 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, over_ms, "overhead"))
+        if n > 0 and self._host_s > 0:
+            # The GPU waits for the host's kernel launches when they take longer than its own work.
+            gpu_ms = sum(o["time_ms"] for o in ops) - (self._overhead_s + self._per_seq_s * totals.sampled_seqs) * 1e3
+            wait_ms = max(0.0, self._host_s * 1e3 - gpu_ms)
+            ops.append(_op("host_wait", 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, wait_ms, "host"))
         total_ms = sum(o["time_ms"] for o in ops)
         return IterationCost(
             iteration_ms=total_ms, flops=flops, bytes=hbm, comm_bytes=comm,
@@ -335,20 +345,36 @@ class CostModel:
             w = self._w_dense_bytes + self._w_expert_bytes
         else:
             w = self._w_dense_bytes + self._w_expert_bytes * self._E * (1.0 - (1.0 - self._k / self._E) ** n)
-        roof = self._roof if self._smooth else _hard_roof
-        t = roof(self._lin_flops_tok * n * self._inv_lin_c, (w + self._lin_act_tok * n) * self._inv_lin_m)
+        # (compute, memory) seconds of each operator present; the roofline is applied below, inline,
+        # because this path runs millions of times per simulation.
+        c1, m1 = self._lin_flops_tok * n * self._inv_lin_c, (w + self._lin_act_tok * n) * self._inv_lin_m
+        c2 = m2 = c3 = m3 = c4 = m4 = 0.0
         if s > 0:
-            t += roof(self._head_flops_seq * s * self._inv_lin_c,
-                      (self._head_w_bytes + self._head_seq_bytes * s) * self._inv_lin_m)
+            c2, m2 = self._head_flops_seq * s * self._inv_lin_c, (self._head_w_bytes + self._head_seq_bytes * s) * self._inv_lin_m
         if prefill_tokens > 0:
-            t += roof(self._attn_flops_pair * prefill_attention_pairs * self._inv_att_c,
-                      ((self._qo_tok + 2 * kv) * prefill_tokens + kv * prefill_context_tokens) * self._inv_att_m)
+            c3 = self._attn_flops_pair * prefill_attention_pairs * self._inv_att_c
+            m3 = ((self._qo_tok + 2 * kv) * prefill_tokens + kv * prefill_context_tokens) * self._inv_att_m
         if decode_seqs > 0:
-            t += roof(self._attn_flops_pair * (decode_context_tokens + decode_seqs) * self._inv_att_c,
-                      (kv * decode_context_tokens + (kv + self._qo_tok) * decode_seqs) * self._inv_att_m)
+            c4 = self._attn_flops_pair * (decode_context_tokens + decode_seqs) * self._inv_att_c
+            m4 = (kv * decode_context_tokens + (kv + self._qo_tok) * decode_seqs) * self._inv_att_m
+        sm = self._smooth
+        if sm:
+            q = self._smooth_q
+            t = c1 * (1.0 + (m1 / c1) ** q) ** sm if c1 > m1 else m1 * (1.0 + (c1 / m1) ** q) ** sm
+            if m2 > 0:
+                t += c2 * (1.0 + (m2 / c2) ** q) ** sm if c2 > m2 else m2 * (1.0 + (c2 / m2) ** q) ** sm
+            if m3 > 0:
+                t += c3 * (1.0 + (m3 / c3) ** q) ** sm if c3 > m3 else m3 * (1.0 + (c3 / m3) ** q) ** sm
+            if m4 > 0:
+                t += c4 * (1.0 + (m4 / c4) ** q) ** sm if c4 > m4 else m4 * (1.0 + (c4 / m4) ** q) ** sm
+        else:
+            t = (c1 if c1 > m1 else m1) + (c2 if c2 > m2 else m2) + (c3 if c3 > m3 else m3) + (c4 if c4 > m4 else m4)
         t += self._elem_tok * n * self._inv_lin_m
         if self._ar_calls:
             t += self._ar_calls * self._ar_bytes_tok * n * self._inv_ar + self._ar_fixed_s
+        t += self._gpu_fixed_s
+        if self._host_s > t:
+            t = self._host_s
         return (t + self._overhead_s + self._per_seq_s * s) * 1e3
 
     def _totals_array(self, prefill_tokens, prefill_attention_pairs, decode_seqs, decode_context_tokens,
@@ -376,7 +402,7 @@ class CostModel:
         t = t + self._elem_tok * n * self._inv_lin_m
         if self._ar_calls:
             t = t + self._ar_calls * self._ar_bytes_tok * n * self._inv_ar + self._ar_fixed_s
-        t = t + self._overhead_s + self._per_seq_s * s
+        t = np.maximum(t + self._gpu_fixed_s, self._host_s) + self._overhead_s + self._per_seq_s * s
         return np.where(n > 0, t * 1e3, 0.0)
 
     def decode_step_ms(self, batch_size: int, mean_context_tokens: float) -> float:
@@ -460,10 +486,6 @@ class CostModel:
             "kv_capacity_tokens": self.kv_capacity_tokens(),
             "weights_fit": self.weights_fit(),
         }
-
-
-def _hard_roof(c: float, m: float) -> float:
-    return c if c > m else m
 
 
 def smooth_roofline(compute, memory, smoothness: float):

@@ -298,3 +298,18 @@ def test_allreduce_call_latency_by_hand():
     one = make_cost_model("llama-3.1-8b", "a100", tp=1, profile=_SMOOTH)
     assert one.decode_step_ms(4, 500) == make_cost_model(
         "llama-3.1-8b", "a100", tp=1, profile=_SMOOTH.with_parameters(allreduce_call_latency_ms=0.0)).decode_step_ms(4, 500)
+
+
+def test_host_bound_iteration_by_hand():
+    # 80 layers x 0.5 ms of launches = 40 ms: a small decode step at TP8 waits for the host, a long prefill does not
+    host = _SMOOTH.with_parameters(host_ms_per_layer=0.5)
+    cm = make_cost_model("llama-2-70b", "a100", tp=8, profile=host)
+    free = make_cost_model("llama-2-70b", "a100", tp=8, profile=_SMOOTH)
+    c = cm.iteration(decode=[500] * 4)
+    assert c.iteration_ms == pytest.approx(40.0 + _SMOOTH.overhead_ms + 4 * _SMOOTH.per_sequence_ms, rel=1e-12)
+    assert free.decode_step_ms(4, 500) < c.iteration_ms
+    assert [o for o in c.operators if o["name"] == "host_wait"][0]["time_ms"] > 0
+    assert cm.decode_step_ms(4, 500) == pytest.approx(c.iteration_ms, rel=1e-12)
+    assert cm.iteration_ms_totals(decode_seqs=np.array([4.0]), decode_context_tokens=np.array([2000.0]),
+                                  sampled_seqs=np.array([4.0]))[0] == pytest.approx(c.iteration_ms, rel=1e-12)
+    assert cm.prefill_ms(8192) == pytest.approx(free.prefill_ms(8192), rel=1e-12)

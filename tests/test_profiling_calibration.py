@@ -173,3 +173,13 @@ def test_splitwise_h100_leave_one_tp_out_with_measured_gpu_terms():
     cells = {(c["tp"], c["regime"]): c for c in res["cells"]}
     assert all(c["mape"] < 0.12 for key, c in cells.items() if key != (8, "prefill"))
     assert cells[(8, "prefill")]["mape"] > 0.15
+
+
+def test_splitwise_a100_leave_one_tp_out_with_vidur_gpu_terms():
+    from servopt.costmodel.profile import shipped_profile
+
+    res = C.splitwise_leave_one_tp_out("a100-80g", base=shipped_profile("public-vidur-a100-80g"))
+    assert res["n"] >= 90 and res["mape"] < 0.10
+    cells = {(c["tp"], c["regime"]): c["mape"] for c in res["cells"]}
+    # decode at every TP, TP8 included (host-bound: as slow as TP4), within 5 %
+    assert all(cells[(tp, "decode")] < 0.05 for tp in (2, 4, 8))
