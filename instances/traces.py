@@ -91,8 +91,100 @@ def _num(value, where: str) -> float:
     return f
 
 
+_CHUNK_ROWS = 1 << 16
+_FAST_COLUMNS = {  # format -> (time column or None, prompt column, output column)
+    "lengths": (None, "num_prefill_tokens", "num_decode_tokens"),
+    "vidur": ("Time", "PromptTokenCount", "CompletionTokenCount"),
+    "csv": ("arrival_s", "prompt_tokens", "output_tokens"),
+}
+
+
 def _rows_csv(path, fmt) -> Iterator[tuple]:
-    """(id, time or None, prompt, output, prefix ids) per row, validated."""
+    """(id, time or None, prompt, output, prefix ids) per row, validated.
+
+    Numeric formats are parsed a chunk of rows at a time by pandas (floats with Python's own
+    correctly rounded parser, ``float_precision="round_trip"``, so times are the ones ``float()``
+    gives) and validated column-wise; a chunk with anything unusual (a non-number, a gap, a
+    negative or fractional length, a malformed line) is handed to the row-by-row reader, which
+    raises the error naming the row and column.
+    """
+    if fmt in _FAST_COLUMNS:
+        yield from _rows_csv_chunked(path, fmt)
+        return
+    yield from _rows_csv_slow(path, fmt)
+
+
+def _rows_csv_chunked(path, fmt) -> Iterator[tuple]:
+    import pandas as pd
+
+    tcol, pcol, ocol = _FAST_COLUMNS[fmt]
+    with Path(path).open(newline="", encoding="utf-8") as f:
+        header = [h.strip() for h in next(csv.reader(f), [])]
+    for col in _HEADERS[fmt]:
+        if col not in header:
+            raise InputError(f"{path}:{col}", "required column is missing")
+    has_id = fmt == "csv" and "id" in header
+    if len(set(header)) != len(header):
+        yield from _rows_csv_slow(path, fmt)
+        return
+    start = 0
+    try:
+        reader = pd.read_csv(path, header=0, names=header, chunksize=_CHUNK_ROWS, float_precision="round_trip",
+                             dtype={"id": str} if has_id else None, keep_default_na=not has_id, encoding="utf-8")
+        for chunk in reader:
+            cols = _chunk_columns(chunk, tcol, pcol, ocol)
+            if cols is None:
+                break
+            times, prompts, outputs = cols
+            n = len(prompts)
+            if has_id:
+                ids = [(v or "").strip() or str(start + j) for j, v in enumerate(chunk["id"].tolist())]
+            else:
+                ids = [str(i) for i in range(start, start + n)]
+            if times is None:
+                for rid, p, o in zip(ids, prompts, outputs):
+                    yield (rid, None, p, o, ())
+            else:
+                for rid, t, p, o in zip(ids, times, prompts, outputs):
+                    yield (rid, t, p, o, ())
+            start += n
+        else:
+            return
+    except (ValueError, pd.errors.ParserError):
+        pass
+    # something in this chunk needs the row-by-row reader's checks (and its error message)
+    for i, row in enumerate(_rows_csv_slow(path, fmt)):
+        if i >= start:
+            yield row
+
+
+def _chunk_columns(chunk, tcol, pcol, ocol):
+    """Validated (times or None, prompts, outputs) as Python lists, or None when a row needs a closer look."""
+    out = []
+    for col, minimum in ((pcol, 0), (ocol, 1)):
+        v = chunk[col].to_numpy()
+        if v.dtype.kind == "f":
+            if not (np.isfinite(v).all() and (v == np.floor(v)).all()):
+                return None
+            v = v.astype(np.int64)
+        elif v.dtype.kind not in "iu":
+            return None
+        if len(v) and v.min() < minimum:
+            return None
+        out.append(v.tolist())
+    times = None
+    if tcol is not None:
+        t = chunk[tcol].to_numpy()
+        if t.dtype.kind not in "fiu":
+            return None
+        t = t.astype(np.float64)
+        if not (np.isfinite(t).all() and (t >= 0).all()):
+            return None
+        times = t.tolist()
+    return times, out[0], out[1]
+
+
+def _rows_csv_slow(path, fmt) -> Iterator[tuple]:
     need = _HEADERS[fmt]
     with Path(path).open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)

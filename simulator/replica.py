@@ -29,6 +29,7 @@ import numpy as np
 
 WAITING, PREFILL, DECODE, PAUSED, SWAPPED, DONE = range(6)
 MAX_STRETCH = 1 << 15
+_accumulate = np.add.accumulate  # = np.cumsum without its Python wrapper
 
 
 class Req:
@@ -127,6 +128,7 @@ class Replica:
         self.preemptions = 0
         self.log = [] if log_iterations else None
         self.skip_ahead = skip_ahead
+        self._chunk_stretch = skip_ahead and bool(getattr(scheduler, "chunk_stretch", False))
 
     # ---------------------------------------------------------------- memory
     def decode_blocks(self) -> int:
@@ -157,10 +159,14 @@ class Replica:
     def _growth_over(self, k: int) -> int:
         """Blocks the decode set gains over its next ``k`` steps."""
         bs, cnt, g = self.bs, self._res_count, self.G
+        s = -g % bs
         if k == 1:
-            return cnt[-g % bs]
+            return cnt[s]
         q, r = divmod(k, bs)
-        return q * self.n_dec + sum(cnt[(-(g + j)) % bs] for j in range(r))
+        # residues s, s-1, ..., s-r+1 (mod bs): one or two slices of the count list
+        lo = s - r + 1
+        part = sum(cnt[lo:s + 1]) if lo >= 0 else sum(cnt[:s + 1]) + sum(cnt[lo + bs:])
+        return q * self.n_dec + part
 
     def _advance(self, k: int) -> None:
         self._dec_blocks += self._growth_over(k)
@@ -168,10 +174,11 @@ class Replica:
 
     def growth_fits(self) -> bool:
         """Whether the decode set's next step fits (cheap when at least one block per sequence is free)."""
-        avail = self.total_blocks - self.other_blocks - self.decode_blocks()
-        if self.cache:
-            avail -= self.cache.blocks - self.cache.evictable_blocks
-        return avail >= self.n_dec or self.decode_growth_blocks() <= avail
+        avail = self.total_blocks - self.other_blocks - self._dec_blocks
+        cache = self.cache
+        if cache:
+            avail -= cache.blocks - cache.evictable_blocks
+        return avail >= self.n_dec or self._res_count[-self.G % self.bs] <= avail
 
     def blocks_for(self, tokens: int) -> int:
         return -(-tokens // self.bs)
@@ -418,10 +425,12 @@ class Replica:
             chunks = [(r, c) for r, c in chunks if r.state == PREFILL and c > 0]
             if not chunks:
                 decode = True
-        if decode and self.n_dec and not self.growth_fits():  # a late admission ate the decode set's room
+        n_dec = self.n_dec
+        if decode and n_dec and not self.growth_fits():  # a late admission ate the decode set's room
             self.sched.ensure_growth(self)
             chunks = [(r, c) for r, c in chunks if r.state == PREFILL]
-        decode = decode and self.n_dec > 0
+            n_dec = self.n_dec
+        decode = decode and n_dec > 0
         if not chunks and not decode:
             self.busy = False
             self.step = None
@@ -429,26 +438,37 @@ class Replica:
                 self.stall_s = 0.0
             return None
         self.busy = True
-        stall, self.stall_s = self.stall_s, 0.0
-        if chunks and horizon != 1 and self.skip_ahead and len(chunks) == 1 and getattr(self.sched, "chunk_stretch", False):
-            end = self._start_chunk_stretch(now, chunks[0], decode, horizon, stall)
-            if end is not None:
-                return end
-        if chunks or horizon == 1 or not self.skip_ahead:
-            ctx = self.decode_context_tokens() if decode else 0
-            dur = self.timer.mixed_s([(c, r.done_prefill) for r, c in chunks], self.n_dec if decode else 0, ctx) + stall
-            self.step = ("mixed", chunks, decode, now, dur)
-            return now + dur
+        stall = self.stall_s
+        if stall:
+            self.stall_s = 0.0
+        if chunks:
+            if horizon != 1 and self._chunk_stretch and len(chunks) == 1:
+                end = self._start_chunk_stretch(now, chunks[0], decode, horizon, stall)
+                if end is not None:
+                    return end
+        elif horizon != 1 and self.skip_ahead:
+            return self._start_decode_stretch(now, horizon, stall)
+        if decode:
+            ctx = self.sum_base + n_dec * (self.G + 1) + self.sum_shared  # decode_context_tokens()
+        else:
+            ctx = n_dec = 0
+        dur = self.timer.mixed_s([(c, r.done_prefill) for r, c in chunks], n_dec, ctx) + stall
+        self.step = ("mixed", chunks, decode, now, dur)
+        return now + dur
+
+    def _start_decode_stretch(self, now, horizon, stall):
         fin = self._clean_fin_top()
         k = MAX_STRETCH if fin is None else fin - self.G
-        if horizon is not None:
-            k = min(k, horizon)
-        k = self._mem_steps(max(1, k))
+        if horizon is not None and horizon < k:
+            k = horizon
+        k = self._mem_steps(k if k > 1 else 1)
         if k < 1:
             raise RuntimeError(f"replica {self.index}: the decode batch does not fit in memory (scheduler bug)")
-        durs = self.timer.decode_s(self.n_dec, self.decode_context_tokens(), k)
-        cum = np.cumsum(durs)
-        cum += stall
+        n = self.n_dec
+        durs = self.timer.decode_s(n, self.sum_base + n * (self.G + 1) + self.sum_shared, k)
+        cum = _accumulate(durs)  # the iterations' end times, summed left to right as stepping would
+        if stall:
+            cum += stall
         self.step = ("decode", k, cum, now, None, 0, True)
         return now + float(cum[-1])
 
@@ -477,8 +497,9 @@ class Replica:
             return None
         ctx = self.decode_context_tokens() if n else 0
         durs = self.timer.chunk_run_s(c, req.done_prefill, n, ctx, k)
-        cum = np.cumsum(durs)
-        cum += stall
+        cum = _accumulate(durs)
+        if stall:
+            cum += stall
         self.step = ("decode", k, cum, now, req, c, bool(n))
         return now + float(cum[-1])
 
@@ -488,7 +509,7 @@ class Replica:
         if st is None or st[0] != "decode" or st[1] <= 1:
             return None
         _, k, cum, t0, preq, c, dec = st
-        j = int(np.searchsorted(cum, t - t0, side="left"))
+        j = int(cum.searchsorted(t - t0))  # side="left": the first boundary at or after t
         if j >= k - 1:
             return None
         self.step = ("decode", j + 1, cum, t0, preq, c, dec)
