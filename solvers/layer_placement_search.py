@@ -32,7 +32,7 @@ Search (``solve_layer_placement``), the formulation choices that made the differ
 2. Threshold covers: to look for a layout with F >= F_t, every layer's cover must satisfy
    Σ_covering min(T, F) >= F; with a = min(T / F_t, 1) the subadditive weight
    phi_r(a) = min(r, 1 + floor((r-1)a)) gives Σ_covering phi_r(a)·n >= r, valid for every F >= F_t
-   (r = 2: one node that carries F alone, or at least two). These cuts make "no layout beats F_t"
+   (r = 2: one node that carries F alone, or at least two; r in 2, 3, 4, 6, 8 by default). These cuts make "no layout beats F_t"
    an LP-infeasibility proof on Helix's instances.
 3. Iterated cutoff: incumbent v from the heuristics; solve the threshold model at F_t = v·(1+δ)
    (stop at the first improving solution); a solution raises v (its exact max flow is evaluated on the
@@ -471,7 +471,7 @@ class SearchOutcome:
 
 
 def solve_layer_placement(instance: LayerPlacementInstance, *, time_limit_s: float = 60.0, rel_gap: float = 1e-6,
-                          formulation: str = "boundary", cover_orders: tuple[int, ...] = (2, 3, 4),
+                          formulation: str = "boundary", cover_orders: tuple[int, ...] = (2, 3, 4, 6, 8),
                           threads: int = 1, seed: int = 0, starts: dict | None = None) -> SearchOutcome:
     """Best layout within ``time_limit_s``: heuristics, then HiGHS on the chosen formulation."""
     from servopt.models import layer_placement as lp
@@ -542,7 +542,8 @@ def solve_layer_placement(instance: LayerPlacementInstance, *, time_limit_s: flo
     lns_window = max(instance.num_layers // 3, 2)
     lns_failures = 0
     while best_value < upper * (1 - rel_gap):
-        left = time_limit_s - elapsed()
+        # keep a second for building the last model and evaluating its layout
+        left = time_limit_s - elapsed() - 1.0
         if left <= 0.5:
             ran_out = True
             break
