@@ -55,6 +55,8 @@ def solve(instance: lpi.LayerPlacementInstance, *, time_limit_s: float, options:
     formulation = options.get("formulation") or "boundary"
     if formulation not in FORMULATIONS:
         raise InputError("--formulation", f"unknown formulation '{formulation}' (known: {', '.join(FORMULATIONS)})")
+    if (options.get("solver") or "highs").lower() != "highs":
+        raise InputError("--solver", f"layer_placement runs HiGHS only (its search drives HiGHS directly), got '{options['solver']}'")
     rel_gap = options.get("rel_gap")
     rel_gap = 1e-6 if rel_gap is None else float(rel_gap)
     if options.get("export"):
