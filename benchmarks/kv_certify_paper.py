@@ -10,7 +10,8 @@ including heuristics and build, rel_gap 1e-4):
 
 * ``naive``: the reference pipeline ``analysis.kv_optimum.solve_optimum`` (Pyomo time-indexed IP of
   models/kv_schedule.py, MC-SF/FCFS warm start, cut-off windows, volume bound);
-* ``time-indexed``, ``aggregated``, ``aggregated-card``: ``solvers.kv_schedule_certify.certify``
+* ``time-indexed``, ``aggregated``, ``aggregated-card``, ``aggregated-window``:
+  ``solvers.kv_schedule_certify.certify``
   (direct highspy build, SGS + local-search incumbent, proven windows, chain bound).
 
 Per instance (not timed against the limit): the LP relaxation of the time-indexed program with the
@@ -19,7 +20,7 @@ models/kv_schedule_aggregated.py), the chain bound, the volume bound (analysis/k
 MC-SF's cost.
 
     python benchmarks/kv_certify_paper.py [--instances 20] [--time-limit 60] [--workers 2]
-        [--families all_at_zero,poisson] [--formulations naive,time-indexed,aggregated,aggregated-card]
+        [--families all_at_zero,poisson] [--formulations naive,time-indexed,aggregated,aggregated-card,aggregated-window]
         [--n N] [--out-json PATH] [--merge A.json B.json ...]
 
 Writes benchmarks/results/kv_certify.md and .json (``--merge`` rebuilds the table from several json
@@ -38,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ALL_FORMULATIONS = ("naive", "time-indexed", "aggregated", "aggregated-card")
+ALL_FORMULATIONS = ("naive", "time-indexed", "aggregated", "aggregated-card", "aggregated-window")
 
 
 def make_instance(family: str, k: int, seed: int, n: int | None):
@@ -214,6 +215,7 @@ def main(argv=None):
     ap.add_argument("--n", type=int, default=None, help="fixed number of requests instead of the paper's U{40..60}")
     ap.add_argument("--families", default="all_at_zero,poisson")
     ap.add_argument("--formulations", default=",".join(ALL_FORMULATIONS))
+    ap.add_argument("--no-info", action="store_true", help="skip the per-instance LP/chain/MC-SF numbers")
     ap.add_argument("--load", default="", help="a note on the machine's load, copied into the table")
     ap.add_argument("--out", default=str(RESULTS / "kv_certify.md"))
     ap.add_argument("--out-json", default=None)
@@ -242,7 +244,7 @@ def main(argv=None):
     for fam in families:
         for k in range(args.first, args.first + args.instances):
             base = {"family": fam, "k": k, "seed": args.seed, "n": args.n, "time_limit": args.time_limit}
-            jobs += [dict(base, formulation=f) for f in forms + ["info"]]
+            jobs += [dict(base, formulation=f) for f in forms + ([] if args.no_info else ["info"])]
     meta = {"command": "python benchmarks/kv_certify_paper.py " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, {args.workers} single-thread runs at a time",
             "load": args.load or "load not stated", "time_limit": args.time_limit, "n": args.n}

@@ -18,8 +18,9 @@ Pipeline (issue 7; research/pyomo-highs.md §6.4: a warm start was the biggest l
 2. **Windows.** ``models.kv_schedule.start_windows`` with the proven horizon
    ``T = max a + sum o`` and the cut-off from the incumbent's cost ``U`` (both proved in
    ``models/kv_schedule.py``: no optimal schedule is lost).
-3. **Formulation.** ``time-indexed`` (the reference), ``aggregated`` or ``aggregated-card``
-   (``models/kv_schedule_aggregated.py``), built by ``solvers/kv_schedule_direct.py``.
+3. **Formulation.** ``time-indexed`` (the reference), ``aggregated``, ``aggregated-card`` or
+   ``aggregated-window`` (``models/kv_schedule_aggregated.py``), built by
+   ``solvers/kv_schedule_direct.py``.
 4. **Solve.** HiGHS through ``servopt.solvers.highs.solve_highspy`` from the incumbent, within what
    is left of ``time_limit_s`` (the whole pipeline is charged to the limit, build included).
 5. **Report.** The bound is the larger of HiGHS's dual bound (only when the horizon is the proven
@@ -62,7 +63,7 @@ import numpy as np
 from servopt.errors import InputError
 from servopt.instances.kv_schedule import KVSchedule, KVScheduleInstance, ScheduledRequest
 
-FORMULATIONS = ("time-indexed", "aggregated", "aggregated-card")
+FORMULATIONS = ("time-indexed", "aggregated", "aggregated-card", "aggregated-window")
 
 
 # ----------------------------------------------------------------------------- primal heuristics

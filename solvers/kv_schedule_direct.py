@@ -7,9 +7,9 @@ the ones written out, with their proofs, in
 
 * ``servopt.models.kv_schedule`` (formulation ``time-indexed``: one binary ``x[i,t]`` per request
   and start round; the reference, Jaillet et al. arXiv 2502.07115 eq. (1)-(4)),
-* ``servopt.models.kv_schedule_aggregated`` (formulations ``aggregated`` and ``aggregated-card``:
-  one integer ``z[k,t]`` per request *type* and start round, optionally with the per-round
-  cardinality cuts).
+* ``servopt.models.kv_schedule_aggregated`` (formulations ``aggregated``, ``aggregated-card`` and
+  ``aggregated-window``: one integer ``z[k,t]`` per request *type* and start round, optionally with
+  the per-round cardinality cuts or the exclusive-window rows; proofs there).
 
 Both are the same program over *groups*: a group is one request (time-indexed) or all requests
 of one type (aggregated) with a count ``n_g``; column ``(g, t)`` has bounds ``[0, n_g]`` and is
@@ -34,7 +34,7 @@ import numpy as np
 from servopt.errors import InputError
 from servopt.instances.kv_schedule import KVSchedule, KVScheduleInstance, ScheduledRequest
 
-FORMULATIONS = ("time-indexed", "aggregated", "aggregated-card")
+FORMULATIONS = ("time-indexed", "aggregated", "aggregated-card", "aggregated-window")
 
 
 @dataclass(frozen=True)
@@ -188,6 +188,27 @@ def build_direct(instance: KVScheduleInstance, *, formulation: str = "aggregated
             if not sel.any():
                 continue
             rk, st, c, v = _csr_rows(rnd[sel], col[sel], np.ones(int(sel.sum())))
+            h.addRows(len(rk), np.full(len(rk), -np.inf), np.full(len(rk), float(q)), len(c), st, c, v)
+            cut_rows += len(rk)
+            cut_nnz += len(c)
+        rows += cut_rows
+        nnz += cut_nnz
+        size.update({"rows": rows, "nonzeros": nnz, "cut_rows": cut_rows})
+
+    if formulation == "aggregated-window":
+        from servopt.models.kv_schedule_aggregated import WINDOW_LEVELS, window_lengths
+
+        cut_rows = cut_nnz = 0
+        for q in WINDOW_LEVELS:
+            y = np.array(window_lengths(M, g.prompt.tolist(), g.output.tolist(), q), dtype=np.int64)
+            yc = np.maximum(y[col_group], 0)
+            wcol = np.repeat(np.arange(ncol), yc)
+            wround = col_start[wcol] + np.arange(int(yc.sum())) - np.repeat(np.cumsum(yc) - yc, yc) + 1
+            per_round = np.bincount(wround, weights=g.count[col_group[wcol]].astype(float), minlength=T + 2)
+            sel = per_round[wround] > q  # rows whose counts can exceed q
+            if not sel.any():
+                continue
+            rk, st, c, v = _csr_rows(wround[sel], wcol[sel], np.ones(int(sel.sum())))
             h.addRows(len(rk), np.full(len(rk), -np.inf), np.full(len(rk), float(q)), len(c), st, c, v)
             cut_rows += len(rk)
             cut_nnz += len(c)

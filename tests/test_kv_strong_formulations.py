@@ -207,3 +207,19 @@ def test_cli_solve_with_a_strong_formulation(run_cli, tmp_path):
     assert code == 0, stdout + stderr
     code, _, stderr = run_cli("solve", inst_path, "--formulation", "aggregated-cardd", "--time-limit", "5")
     assert code == 2 and "--formulation" in stderr and "aggregated-card" in stderr
+
+
+def test_exclusive_windows_raise_the_lp_bound_and_stay_valid():
+    # the hand example of the chain bound: two s=1, o=3 requests, M=5 -> windows of length 3 each,
+    # so the LP must separate them fully: bound 9 = optimum (plain LP: lower)
+    inst = _instance([(0, 1, 3, 1.0), (0, 1, 3, 1.0)], 5)
+    plain, _ = solve_direct(build_direct(inst, formulation="aggregated", relax=True), time_limit_s=10, rel_gap=0)
+    window, _ = solve_direct(build_direct(inst, formulation="aggregated-window", relax=True), time_limit_s=10, rel_gap=0)
+    assert plain.objective < 9 - 1e-6 and window.objective == pytest.approx(9)
+    for seed in range(30):
+        inst = _random_instance(300 + seed, same_prompt=seed % 3 != 0)
+        oracle, _ = brute_force_optimum(inst)
+        lp, _ = solve_direct(build_direct(inst, formulation="aggregated-window", relax=True), time_limit_s=10, rel_gap=0)
+        assert lp.objective <= oracle + 1e-6, seed
+        res = certify(inst, formulation="aggregated-window", time_limit_s=10, rel_gap=0, heuristic_seconds=0)
+        assert res.status == "optimal" and res.objective == oracle, seed
