@@ -550,3 +550,21 @@ def build_vidur_a100_profile(seed: int = DEFAULT_SEED, holdout_fraction: float =
     source = ("GPU terms fitted to Vidur's A100 operator profiles (microsoft/vidur, MIT; Agrawal et al. MLSys'24), "
               "engine terms to Splitwise's A100 table (Patel et al. ISCA'24); servopt.costmodel.calibration")
     return Profile(name=VIDUR_A100_PROFILE, gpus=("a100-80g",), source=source, metadata=meta, **fitted.parameters())
+
+
+def engine_terms_transfer(points: Sequence[MeasuredPoint], base: Profile, *, seed: int = DEFAULT_SEED,
+                          holdout_fraction: float = DEFAULT_HOLDOUT, free: Sequence[str] = ENGINE_FREE) -> dict:
+    """GPU terms of ``base`` kept, engine terms ``free`` fitted on a stratified 75 % of an engine's
+    points; returns the held-out MAPE per regime and overall (the GPU terms' transfer to that engine)."""
+    points = list(points)
+    train, test = split_points(points, holdout_fraction, seed)
+    fitted = fit_profile([points[i] for i in train], name=base.name + "+engine", gpus=base.gpus, holdout_fraction=0.0,
+                         free=free, base=base, seed=seed)
+    rel = _rel(fitted, points)
+    out = {"n_held_out": len(test), "held_out_mape": float(np.mean(np.abs(rel[test]))),
+           "parameters": {k: fitted.parameters()[k] for k in free}}
+    for regime in REGIMES:
+        idx = [i for i in test if points[i].regime == regime]
+        if idx:
+            out[f"held_out_mape_{regime}"] = float(np.mean(np.abs(rel[idx])))
+    return out

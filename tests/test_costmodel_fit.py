@@ -230,3 +230,16 @@ def test_vidur_a100_profile_is_reproducible_and_within_ten_percent():
     assert shipped.parameters() == pytest.approx(rebuilt.parameters(), rel=1e-4)
     assert rebuilt.metadata["fit"]["held_out_mape"] < 0.10
     assert default_profile("a100-80g").name == "public-a100-80g"
+
+
+def test_vidur_a100_gpu_terms_transfer_to_distserve_engine():
+    """Vidur's A100 GPU terms (Llama-2-70B operators) with only the engine terms refitted predict
+    DistServe's OPT-13B/66B times on held-out points better than the pooled public fit does."""
+    from servopt.costmodel.calibration import engine_terms_transfer, fit_vidur_a100_gpu_terms
+
+    base = Profile(name="vidur", gpus=("a100-80g",), **fit_vidur_a100_gpu_terms()["parameters"])
+    pts = distserve_points("distserve")
+    res = engine_terms_transfer(pts, base)
+    assert res["n_held_out"] >= 30 and res["held_out_mape"] < 0.08
+    pooled = error_summary(default_profile("a100-80g"), pts, by=("table",))[0]["mape"]
+    assert res["held_out_mape"] < pooled
