@@ -178,6 +178,18 @@ def _pct(x):
     return "-" if x is None else f"{100 * x:.1f} %"
 
 
+def _rich_table(title: str, cols: list[str], rows: list[dict], *, text_cols: tuple):
+    """A rich Table: ``text_cols`` printed as they are (left-aligned unless numbers), the rest as percentages."""
+    from rich.table import Table
+
+    t = Table(title=title)
+    for c in cols:
+        t.add_column(c, justify="left" if c in text_cols and c not in ("tp", "n", "held-out n") else "right")
+    for r in rows:
+        t.add_row(*[str(r[c]) if c in text_cols else _pct(r[c]) for c in cols])
+    return t
+
+
 def _md_table(rows: list[dict], cols: list[str]) -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
@@ -251,21 +263,13 @@ def main(argv=None) -> int:
     t.add_row("MAPE", "", "", "", _pct(v_mape), _pct(o_mape))
     console.print(t)
     table70 = splitwise_70b_rows()
-    t = Table(title="6. Splitwise Llama-2-70B table per profile, TP and regime (held out: the profile's own 25 % split)")
     scols = ["gpu", "profile", "tp", "regime", "n", "mape", "max", "held-out n", "held-out mape"]
-    for c in scols:
-        t.add_column(c, justify="left" if c in ("gpu", "profile", "regime") else "right")
-    for r in table70:
-        t.add_row(*[_pct(r[c]) if c in ("mape", "max", "held-out mape") else str(r[c]) for c in scols])
-    console.print(t)
+    console.print(_rich_table("6. Splitwise Llama-2-70B table per profile, TP and regime (held out: the profile's own "
+                              "25 % split)", scols, table70, text_cols=("gpu", "profile", "regime", "tp", "n", "held-out n")))
     transfer = vidur_gpu_terms_transfer()
-    t = Table(title="7. A100 GPU terms from Vidur (Llama-2-70B operators) kept, engine terms fitted per engine table (25 % held out)")
     tcols = ["engine table", "held-out n", "held-out mape", "prefill mape", "decode mape", "public-a100-80g mape (all points)"]
-    for c in tcols:
-        t.add_column(c, justify="left" if c == "engine table" else "right")
-    for r in transfer:
-        t.add_row(*[str(r[c]) if c in ("engine table", "held-out n") else _pct(r[c]) for c in tcols])
-    console.print(t)
+    console.print(_rich_table("7. A100 GPU terms from Vidur (Llama-2-70B operators) kept, engine terms fitted per engine "
+                              "table (25 % held out)", tcols, transfer, text_cols=("engine table", "held-out n")))
     speed = fast_path_us()
     console.print("4. iteration_ms_totals: " + ", ".join(f"{k} {v:.2f} us/call" for k, v in speed.items()))
 
