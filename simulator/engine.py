@@ -17,6 +17,7 @@ replica's link (``link_gb_per_s``, transfers queued FIFO per link) to a decode r
 from __future__ import annotations
 
 import heapq
+import itertools
 import time
 from array import array
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from servopt.errors import InputError
+from servopt.instances.requests import Request
 from servopt.simulator import registry
 from servopt.simulator.prefix_cache import PrefixCache
 from servopt.simulator.replica import DONE, Replica, Req
@@ -105,23 +107,29 @@ class _Columns:
         self.f = {k: array("d") for k in ("arrival_s", "first_token_s", "finish_s")}
         self.i = {k: array("q") for k in ("prompt_tokens", "output_tokens", "replica", "preemptions", "cached_tokens", "swaps", "prefill_replica")}
 
+        f, i = self.f, self.i
+        self._appends = (self.idx.append, f["arrival_s"].append, f["first_token_s"].append, f["finish_s"].append,
+                         i["prompt_tokens"].append, i["output_tokens"].append, i["replica"].append,
+                         i["preemptions"].append, i["cached_tokens"].append, i["swaps"].append,
+                         i["prefill_replica"].append)
+
     def add(self, req: Req, replica: int):
         if self.id is None and req.rid != str(req.idx):
             self.id = [str(i) for i in self.idx]
         if self.id is not None:
             self.id.append(req.rid)
-        self.idx.append(req.idx)
-        self.f["arrival_s"].append(req.arrival)
-        self.f["first_token_s"].append(req.first_s)
-        self.f["finish_s"].append(req.finish_s)
-        i = self.i
-        i["prompt_tokens"].append(req.prompt)
-        i["output_tokens"].append(req.output)
-        i["replica"].append(replica)
-        i["preemptions"].append(req.preemptions)
-        i["cached_tokens"].append(req.cached_tokens)
-        i["swaps"].append(req.swaps)
-        i["prefill_replica"].append(req.prefill_replica)
+        a_idx, a_arr, a_first, a_fin, a_p, a_o, a_rep, a_pre, a_cached, a_swaps, a_prep = self._appends
+        a_idx(req.idx)
+        a_arr(req.arrival)
+        a_first(req.first_s)
+        a_fin(req.finish_s)
+        a_p(req.prompt)
+        a_o(req.output)
+        a_rep(replica)
+        a_pre(req.preemptions)
+        a_cached(req.cached_tokens)
+        a_swaps(req.swaps)
+        a_prep(req.prefill_replica)
 
     def to_dict(self):
         # default ids (the request's position) are made only when a DataFrame is built
@@ -133,6 +141,11 @@ class _Columns:
 
 
 def _as_req(idx, r) -> Req:
+    if type(r) is Request:  # the common case, without getattr's defaults
+        interval = r.output_tokens_interval
+        lo, hi = (interval if interval else (None, None))
+        return Req(idx, r.id, float(r.arrival), int(r.prompt_tokens), int(r.output_tokens), r.predicted_output_tokens,
+                   lo, hi, tuple(r.prefix_block_ids) if r.prefix_block_ids else (), float(r.weight))
     interval = getattr(r, "output_tokens_interval", None)
     lo, hi = (interval if interval else (None, None))
     return Req(idx, r.id, float(r.arrival), int(r.prompt_tokens), int(r.output_tokens),
@@ -164,11 +177,11 @@ def simulate(requests, cost, config: SimConfig, *, progress=None) -> SimResult:
             progress(finished[0])
 
     heap: list = []
-    seq = [0]
+    heappush, heappop = heapq.heappush, heapq.heappop
+    seq = itertools.count(1)  # ties at one instant and kind: first pushed, first served
 
     def push(t, kind, a, b=0):
-        seq[0] += 1
-        heapq.heappush(heap, (t, kind, seq[0], a, b))
+        heappush(heap, (t, kind, next(seq), a, b))
 
     link_free: dict = {}
 
@@ -248,15 +261,10 @@ def simulate(requests, cost, config: SimConfig, *, progress=None) -> SimResult:
 
     next_arrival()
     now = 0.0
+    route = router.route
     while heap:
-        now, kind, _, a, b = heapq.heappop(heap)
-        if kind == ARRIVAL:
-            in_flight[0] += 1
-            if in_flight[0] > in_flight[1]:
-                in_flight[1] = in_flight[0]
-            assign(router.route(a, front, now), a, now)
-            next_arrival()
-        elif kind == STEP:
+        now, kind, _, a, b = heappop(heap)
+        if kind == STEP:
             rep = reps[a]
             if b != rep.version:
                 continue
@@ -264,8 +272,14 @@ def simulate(requests, cost, config: SimConfig, *, progress=None) -> SimResult:
                 rep.end_step(now)
             end = rep.start_step(now)
             if end is not None:
-                rep.version += 1
-                push(end, STEP, rep.index, rep.version)
+                rep.version = v = rep.version + 1
+                heappush(heap, (end, STEP, next(seq), a, v))
+        elif kind == ARRIVAL:
+            in_flight[0] += 1
+            if in_flight[0] > in_flight[1]:
+                in_flight[1] = in_flight[0]
+            assign(route(a, front, now), a, now)
+            next_arrival()
         else:  # TRANSFER: the KV has reached the decode pool
             assign(decode_router.route(a, back, now), a, now)
 

@@ -522,10 +522,22 @@ class Replica:
             _, chunks, decode, t0, dur = st
             n_iter = 1
             if decode:
-                self._advance(1)
-            self._evict_overflow()
-            self._account(t0, now, self.used_blocks(), 1, sum(c for _, c in chunks), self.n_dec if decode else 0)
-            self._pop_finished(now)
+                self._dec_blocks += self._res_count[-self.G % self.bs]  # _advance(1)
+                self.G += 1
+            cache = self.cache
+            if cache:
+                self._evict_overflow()
+            used = self.other_blocks + self._dec_blocks + (cache.blocks if cache else 0)
+            if self.log is None:
+                self.busy_s += now - t0
+                self.kv_block_seconds += used * (now - t0)
+                if used > self.peak_blocks:
+                    self.peak_blocks = used
+            else:
+                self._account(t0, now, used, 1, sum(c for _, c in chunks), self.n_dec if decode else 0)
+            h = self.fin_heap
+            if h and h[0][0] <= self.G:
+                self._pop_finished(now)
             for req, c in chunks:
                 req.done_prefill += c
                 if req.done_prefill >= req.target:
@@ -535,9 +547,20 @@ class Replica:
             n_iter = k
             if dec:
                 self._advance(k)
-            self._evict_overflow()
-            self._account(t0, now, self.used_blocks(), k, k * c, self.n_dec * k if dec else 0)
-            self._pop_finished(now)
+            cache = self.cache
+            if cache:
+                self._evict_overflow()
+            used = self.other_blocks + self._dec_blocks + (cache.blocks if cache else 0)  # used_blocks()
+            if self.log is None:  # _account() without the log
+                self.busy_s += now - t0
+                self.kv_block_seconds += used * (now - t0)
+                if used > self.peak_blocks:
+                    self.peak_blocks = used
+            else:
+                self._account(t0, now, used, k, k * c, self.n_dec * k if dec else 0)
+            h = self.fin_heap
+            if h and h[0][0] <= self.G:
+                self._pop_finished(now)
             if preq is not None:
                 preq.done_prefill += k * c  # never completes the prompt (the stretch stops short)
         self.iterations += n_iter
