@@ -110,6 +110,8 @@ class ContinuousBatching:
     def fill_prefill(self, rep, budget: int) -> list:
         """Continue running prefills, then admit waiting requests while budget, batch and memory allow."""
         chunks = []
+        if not rep.prefilling and not self.n_waiting():  # the common decode-boundary case
+            return chunks
         for req in rep.prefilling:
             if budget <= 0:
                 break
@@ -139,8 +141,10 @@ class ContinuousBatching:
     # ---------------------------------------------------------------- the iteration
     def plan(self, rep, now):
         if self.mixed:
-            self.ensure_growth(rep)
-            self.swap_in(rep)
+            if rep.n_dec and not rep.growth_fits():
+                self.ensure_growth(rep)
+            if rep.swapped:
+                self.swap_in(rep)
             chunks = self.fill_prefill(rep, self.token_budget - rep.n_dec)
             return chunks, True, None
         # prefill-first (vLLM V0): a prefill-only iteration whenever something can be admitted

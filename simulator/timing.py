@@ -84,6 +84,8 @@ class CostModelTimer:
             raise TypeError("cost model needs iteration_ms_totals(...) or iteration_ms(...)")
         self.cost = cost
         self._per_chunk = callable(getattr(cost, "iteration_ms", None)) and hasattr(cost, "decode_ms_array")
+        self._decode_run_ms = getattr(cost, "decode_run_ms", None) if self._per_chunk else None
+        self._iteration_ms = cost.iteration_ms if self._per_chunk else None
         self._vector_ok: bool | None = None
         import inspect
 
@@ -93,8 +95,8 @@ class CostModelTimer:
             self._takes_context = False
 
     def mixed_s(self, chunks, decode_seqs, decode_context_tokens) -> float:
-        if self._per_chunk:
-            return float(self.cost.iteration_ms(chunks, decode_seqs, decode_context_tokens)) / 1000.0
+        if self._iteration_ms is not None:
+            return float(self._iteration_ms(chunks, decode_seqs, decode_context_tokens)) / 1000.0
         tokens = sum(c for c, _ in chunks)
         # causal attention pairs of a chunk of c tokens after b cached ones: c*b + c*(c+1)/2
         pairs = sum(c * b + c * (c + 1) // 2 for c, b in chunks)
@@ -110,8 +112,8 @@ class CostModelTimer:
 
     def decode_s(self, decode_seqs, first_context_tokens, steps) -> np.ndarray:
         steps = int(steps)
-        if self._per_chunk and hasattr(self.cost, "decode_run_ms"):
-            out = self.cost.decode_run_ms(decode_seqs, first_context_tokens, steps)
+        if self._decode_run_ms is not None:
+            out = self._decode_run_ms(decode_seqs, first_context_tokens, steps)
             out *= 0.001
             return out
         ctx = first_context_tokens + decode_seqs * np.arange(steps, dtype=np.int64)
