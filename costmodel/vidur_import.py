@@ -34,6 +34,11 @@ import numpy as np
 
 from servopt.errors import InputError
 
+try:
+    from numpy._core.multiarray import interp as _interp
+except ImportError:  # numpy < 2
+    from numpy.core.multiarray import interp as _interp
+
 TOKEN_OPS = ("attn_pre_proj", "attn_post_proj", "attn_rope", "mlp_up_proj", "mlp_down_proj", "mlp_act",
              "input_layernorm", "post_attention_layernorm", "add")
 BATCHING_OVERHEAD = 0.1  # Vidur's attention batching overhead fraction (§1.1)
@@ -216,11 +221,13 @@ class VidurProfileCost:
                 return self.decode_ms_array(n, first_context_tokens + n * np.arange(int(steps)))
             scale = self.num_layers * (1 + BATCHING_OVERHEAD if n > 1 else 1.0)
             fast = self._run_rows[n] = (self.dec_ms[n - 1] * scale, self.num_layers * self._token_layer_ms(n))
-        kv = np.arange(int(steps), dtype=float)
-        kv += first_context_tokens / n
-        if kv[-1] > self.dec_kv[-1]:
-            return self.decode_ms_array(n, first_context_tokens + n * np.arange(int(steps)))
-        out = np.interp(kv, self.dec_kv, fast[0])
+        steps = int(steps)
+        mean0 = first_context_tokens / n
+        if (steps - 1) + mean0 > self._dec_kv_list[-1]:  # = kv[-1] below, compared before building kv
+            return self.decode_ms_array(n, first_context_tokens + n * np.arange(steps))
+        kv = np.arange(steps, dtype=float)
+        kv += mean0
+        out = _interp(kv, self.dec_kv, fast[0])  # np.interp minus its Python wrapper (same C routine)
         out += fast[1]
         return out
 
