@@ -146,3 +146,45 @@ def test_cli_dispatches_kv_schedule_instances(run_cli):
     assert json.loads(stdout)["kind"] == "kv_schedule"
     code2, stdout2, _ = run_cli("simulate", inst, "--scheduler", "mc-sf", "--json")
     assert code2 == 0 and json.loads(stdout2)["objective"] == json.loads(stdout)["objective"]
+
+
+def _rows_both_ways(path, fmt, monkeypatch, chunk_rows):
+    from servopt.instances import traces
+
+    monkeypatch.setattr(traces, "_CHUNK_ROWS", chunk_rows)
+    return list(traces._rows_csv(path, fmt)), list(traces._rows_csv_slow(path, fmt))
+
+
+@pytest.mark.parametrize("chunk_rows", [7, 1 << 16])
+def test_chunked_csv_reader_equals_row_reader(tmp_path, monkeypatch, chunk_rows):
+    """Chunk-parsed rows (pandas) are the row reader's rows, value for value, across chunk edges;
+    times parse to the same doubles as float()."""
+    rng = np.random.default_rng(3)
+    f = tmp_path / "plain.csv"
+    with f.open("w") as fh:
+        fh.write("arrival_s,prompt_tokens,output_tokens,id\n")
+        t = 0.0
+        for i in range(50):
+            t += float(rng.exponential(0.37))
+            fh.write(f"{t!r},{int(rng.integers(0, 5000))},{int(rng.integers(1, 900))},{'' if i % 5 == 0 else f' r{i} '}\n")
+    v = tmp_path / "vidur.csv"
+    v.write_text("Date,Time,PromptTokenCount,CompletionTokenCount\n" +
+                 "".join(f"2023-08-21,{0.1 * i + 1e-9 * i * i},{10 + i},{1 + i % 3}.0\n" for i in range(40)))
+    for path, fmt in ((DATA / "trace_sharegpt_lengths_sample.csv", "lengths"), (f, "csv"), (v, "vidur")):
+        fast, slow = _rows_both_ways(path, fmt, monkeypatch, chunk_rows)
+        assert fast == slow and len(fast) > 30, fmt
+        assert all(type(a) is type(b) for x, y in zip(fast, slow) for a, b in zip(x, y)), fmt
+
+
+def test_chunked_reader_hands_bad_rows_to_the_row_reader(tmp_path, monkeypatch):
+    """A bad value in a later chunk: the rows before it come through, then the row reader's error."""
+    from servopt.instances import traces
+
+    monkeypatch.setattr(traces, "_CHUNK_ROWS", 8)
+    f = tmp_path / "lengths.csv"
+    f.write_text("num_prefill_tokens,num_decode_tokens\n" + "".join(f"{i},{i + 1}\n" for i in range(20)) + "5,2.5\n3,4\n")
+    got = []
+    with pytest.raises(InputError, match=r"row 22\.num_decode_tokens: expected an integer"):
+        for r in traces._rows_csv(f, "lengths"):
+            got.append(r)
+    assert [r[2] for r in got] == list(range(20))
