@@ -7,8 +7,8 @@ Pipeline (issue 7; research/pyomo-highs.md §6.4: a warm start was the biggest l
    resource-constrained project scheduling methods revisited", EJOR 90 (1996), adapted to ramp
    demands): requests taken in a priority order, each placed at the earliest round ``p >= a_i`` at
    which its ramp ``s_i + 1 .. s_i + o_i`` fits under ``M`` on top of the requests already placed.
-   Orders tried: shortest output first by arrival (for a batch arriving at round 0 this gives
-   MC-SF's schedule on every instance we ran, Jaillet et al. arXiv 2502.07115 §4), FCFS, and any
+   Orders tried: shortest output first by arrival (for a batch arriving at round 0 this gave
+   MC-SF's schedule, Jaillet et al. arXiv 2502.07115 §4, on the 4 instances we compared), FCFS, and any
    schedules passed in ``warm_starts`` (the caller's online policies, e.g. MC-SF and FCFS of
    ``servopt.simulator``: this module may not import the simulator, ARCHITECTURE.md layering).
    Then first-improvement local search on the best order (swap two requests, or move one request
