@@ -79,6 +79,8 @@ def check(instance, result: dict) -> list[str]:
     # --- every slice served exactly once
     served_rps = 0.0
     for b in instance.buckets:
+        if b.share == 0 and not any(key[0] == b.id for key in per_slice):
+            continue  # no traffic, nothing to serve
         for s in range(S):
             got = sorted(r["role"] for r in per_slice.get((b.id, s), []))
             if got == ["colocated"] or got == ["decode", "prefill"]:

@@ -141,7 +141,7 @@ def _data(instance: PDPlacementInstance, *, prune: bool = True) -> dict:
     gpu_types = [g.type for g in instance.gpus]
     return {
         "S": S,
-        "B": [b.id for b in instance.buckets],
+        "B": [b.id for b in instance.buckets if b.share > 0],  # a bucket without traffic has nothing to place
         "buckets": buckets,
         "K": K,
         "price": [instance.config_usd_per_hour(k) for k in K],

@@ -393,3 +393,16 @@ def test_unlinked_cases_exercise_cross_type_pruning():
     pruned = [k for seed, mode in THREE_TYPE_CASES for k in mp.dominated_configs(_three_types(seed, mode))]
     assert any(k.gpu in ("G1", "G2") for k in pruned)
     assert all(k.gpu != "G0" or k.tp > 1 for k in pruned)  # G0 is linked: never swapped across types
+
+
+def test_bucket_without_traffic_needs_no_capacity():
+    inst = pd.load({
+        "kind": "pd_placement", "mode": "colocated", "rate_rps": 10, "slices": 2,
+        "buckets": [{"id": "a", "share": 1.0}, {"id": "idle", "share": 0.0}],
+        "gpus": [{"type": "X", "usd_per_hour": 1.0}],
+        "capacities": [{"gpu": "X", "role": "colocated", "bucket": "a", "rps": 4}],
+    })
+    result = pd.solve(inst, **LIMIT, options={"rel_gap": 0})
+    assert result["counts"] == {"X": {"colocated": 3}}  # 2 slices x 5 rps / 4 rps = 2.5 instances
+    assert {a["bucket"] for a in result["assignment"]} == {"a"}
+    assert pd.check(inst, result) == []
