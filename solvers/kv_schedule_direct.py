@@ -119,9 +119,18 @@ def alive_entries(groups: Groups, col_group: np.ndarray, col_start: np.ndarray):
     return col, col_start[col] + age, age
 
 
-def cardinality_levels(memory_tokens: int, min_weight: int) -> list[int]:
-    """The q of the cardinality cuts that can bind: q+1 items of weight > M/(q+1) need q+1 <= M/min_weight."""
-    return [q for q in range(1, max(memory_tokens // max(min_weight, 1), 1)) if (q + 1) * min_weight <= memory_tokens]
+def _add_at_most_rows(h, rounds: np.ndarray, cols: np.ndarray, counts: np.ndarray, q: int) -> tuple[int, int]:
+    """Add ``sum of the columns listed for round u <= q`` for every round u; rows whose group counts
+    already sum to at most ``q`` can never bind and are left out (as in the Pyomo models)."""
+    if len(rounds) == 0:
+        return 0, 0
+    per_round = np.bincount(rounds, weights=counts.astype(float))
+    sel = per_round[rounds] > q
+    if not sel.any():
+        return 0, 0
+    rk, st, c, v = _csr_rows(rounds[sel], cols[sel], np.ones(int(sel.sum())))
+    h.addRows(len(rk), np.full(len(rk), -np.inf), np.full(len(rk), float(q)), len(c), st, c, v)
+    return len(rk), len(c)
 
 
 def build_direct(instance: KVScheduleInstance, *, formulation: str = "aggregated", horizon: int | None = None,
@@ -179,39 +188,23 @@ def build_direct(instance: KVScheduleInstance, *, formulation: str = "aggregated
     nnz += len(c)
     size = {"columns": ncol, "rows": rows, "nonzeros": nnz, "memory_rows": int(len(rk)), "horizon": T}
 
-    if formulation == "aggregated-card":
-        cut_rows = cut_nnz = 0
-        for q in cardinality_levels(M, int(g.prompt.min()) + 1):
-            heavy = weight * (q + 1) > M
-            per_round = np.bincount(rnd[heavy], weights=g.count[col_group[col[heavy]]].astype(float), minlength=T + 2)
-            sel = heavy & (per_round[rnd] > q)  # rounds where more than q heavy items could be alive
-            if not sel.any():
-                continue
-            rk, st, c, v = _csr_rows(rnd[sel], col[sel], np.ones(int(sel.sum())))
-            h.addRows(len(rk), np.full(len(rk), -np.inf), np.full(len(rk), float(q)), len(c), st, c, v)
-            cut_rows += len(rk)
-            cut_nnz += len(c)
-        rows += cut_rows
-        nnz += cut_nnz
-        size.update({"rows": rows, "nonzeros": nnz, "cut_rows": cut_rows})
-
-    if formulation == "aggregated-window":
-        from servopt.models.kv_schedule_aggregated import WINDOW_LEVELS, window_lengths
+    if formulation in ("aggregated-card", "aggregated-window"):
+        from servopt.models.kv_schedule_aggregated import WINDOW_LEVELS, cardinality_levels, window_lengths
 
         cut_rows = cut_nnz = 0
-        for q in WINDOW_LEVELS:
-            y = np.array(window_lengths(M, g.prompt.tolist(), g.output.tolist(), q), dtype=np.int64)
-            yc = np.maximum(y[col_group], 0)
-            wcol = np.repeat(np.arange(ncol), yc)
-            wround = col_start[wcol] + np.arange(int(yc.sum())) - np.repeat(np.cumsum(yc) - yc, yc) + 1
-            per_round = np.bincount(wround, weights=g.count[col_group[wcol]].astype(float), minlength=T + 2)
-            sel = per_round[wround] > q  # rows whose counts can exceed q
-            if not sel.any():
-                continue
-            rk, st, c, v = _csr_rows(wround[sel], wcol[sel], np.ones(int(sel.sum())))
-            h.addRows(len(rk), np.full(len(rk), -np.inf), np.full(len(rk), float(q)), len(c), st, c, v)
-            cut_rows += len(rk)
-            cut_nnz += len(c)
+        if formulation == "aggregated-card":
+            for q in cardinality_levels(M, int(g.prompt.min()) + 1):
+                heavy = weight * (q + 1) > M
+                r, z = _add_at_most_rows(h, rnd[heavy], col[heavy], g.count[col_group[col[heavy]]], q)
+                cut_rows, cut_nnz = cut_rows + r, cut_nnz + z
+        else:
+            for q in WINDOW_LEVELS:
+                y = np.array(window_lengths(M, g.prompt.tolist(), g.output.tolist(), q), dtype=np.int64)
+                yc = np.maximum(y[col_group], 0)
+                wcol = np.repeat(np.arange(ncol), yc)
+                wround = col_start[wcol] + np.arange(int(yc.sum())) - np.repeat(np.cumsum(yc) - yc, yc) + 1
+                r, z = _add_at_most_rows(h, wround, wcol, g.count[col_group[wcol]], q)
+                cut_rows, cut_nnz = cut_rows + r, cut_nnz + z
         rows += cut_rows
         nnz += cut_nnz
         size.update({"rows": rows, "nonzeros": nnz, "cut_rows": cut_rows})
