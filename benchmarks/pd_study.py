@@ -83,7 +83,11 @@ def main(argv=None) -> int:
     ap.add_argument("--time-limit", type=float, default=60.0)
     ap.add_argument("--quick", action="store_true", help="one rate, one SLO, mixed workload only")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "pd_study"))
+    ap.add_argument("--plot-only", action="store_true", help="redraw OUT.png from OUT.json without solving")
     args = ap.parse_args(argv)
+    if args.plot_only:
+        plot(json.loads(Path(args.out).with_suffix(".json").read_text()), Path(args.out).with_suffix(".png"))
+        return 0
     all_mixes = mixes()
     rows = []
     t_start = time.perf_counter()
@@ -110,7 +114,42 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".md").write_text(md + "\n")
     out.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
+    plot(rows, out.with_suffix(".png"))
     return 0
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Mélange-style figure: saving of the optimal mix over the best single type, per cell and mode."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # plotting is optional (extra "plot")
+        print("matplotlib not installed: no figure")
+        return
+    panels = sorted({(r["llm"], r["slo"]) for r in rows})
+    fig, axes = plt.subplots(len(panels), 1, figsize=(12, 3.2 * len(panels)), squeeze=False)
+    for ax, (llm, slo) in zip(axes[:, 0], panels):
+        cells = sorted({(r["rate_rps"], r["workload"]) for r in rows if (r["llm"], r["slo"]) == (llm, slo)})
+        width = 0.8 / len(MODES)
+        for i, mode in enumerate(MODES):
+            xs, ys = [], []
+            for j, cell in enumerate(cells):
+                r = next((r for r in rows if (r["llm"], r["slo"], r["rate_rps"], r["workload"], r["mode"]) == (llm, slo, *cell, mode)), None)
+                if r is not None and r.get("saving_pct") is not None:
+                    xs.append(j + (i - 1) * width)
+                    ys.append(r["saving_pct"])
+            ax.bar(xs, ys, width=width, label=mode)
+        ax.set_xticks(range(len(cells)))
+        ax.set_xticklabels([f"{rate:g} rps\n{wl}" for rate, wl in cells], fontsize=7)
+        r0 = next(r for r in rows if (r["llm"], r["slo"]) == (llm, slo))
+        ax.set_title(f"{llm}, mean TTFT <= {r0['ttft_ms']:g} ms, TPOT <= {r0['tpot_ms']:g} ms", fontsize=9)
+        ax.set_ylabel("saving vs best\nsingle type (%)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path}")
 
 
 def _fmt(x, nd=2):
