@@ -122,3 +122,15 @@ def test_compare_with_another_formulation(example, run_cli):
     assert data["formulation"] == other[0] and data["incumbent"] == 56.0 and data["bound"] == 56.0
     code, out, err = run_cli("compare", example, "--formulation", "nope", "--time-limit", "20")
     assert code == 2 and "unknown kv_schedule formulation" in err
+
+
+@pytest.mark.parametrize("policy", ["vllm", "a-min"])
+def test_simulate_result_matches_the_result_schemas(policy):
+    from servopt import jsonio
+
+    res = kind.simulate(kind.example_instance(), policy=policy)
+    jsonio.validate(res, "result_common")
+    jsonio.validate(res, "kv_schedule_result")
+    bad = dict(res, requests=[{"id": "r0", "start": -1, "finish": 3}])
+    with pytest.raises(Exception, match="requests"):
+        jsonio.validate(bad, "kv_schedule_result")
