@@ -8,6 +8,12 @@ per-replica statistics. ``--write`` stores the hashes in benchmarks/results/sim_
 arrays under ``--dump DIR`` to diff a mismatch); the default compares against the stored hashes and
 exits 1 on any difference.
 
+The hashes pin the simulator *and* the cost models it runs on: a change to the roofline or the Vidur
+import changes the configurations that use them. Re-write them (``--write``) only from a tree whose
+simulator code is the one that produced the stored hashes, so that the file keeps meaning "the
+simulator gives the same results". Floating-point results can differ across platforms (another
+Python/numpy build changed one of the ten here), so compare on one machine.
+
 Usage: ``python benchmarks/sim_golden.py [--write] [--dump DIR] [--only NAME]``.
 """
 from __future__ import annotations
