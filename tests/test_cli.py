@@ -45,6 +45,8 @@ def test_internal_error_exits_1_without_traceback(monkeypatch, run_cli, tmp_path
     assert err.strip() == "internal error: RuntimeError: kaboom (run with --debug for the traceback)"
 
 
-def test_console_script_runs():
-    out = subprocess.run([sys.executable, "-m", "servopt.cli", "--version"], capture_output=True, text=True, timeout=60)
+def test_console_script_runs(tmp_path):
+    # Outside the repo root, where the folder servopt/ would shadow the installed package.
+    out = subprocess.run([sys.executable, "-m", "servopt.cli", "--version"], capture_output=True, text=True, timeout=60,
+                         cwd=tmp_path)
     assert out.returncode == 0 and "servopt" in out.stdout
