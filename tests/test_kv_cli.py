@@ -37,12 +37,9 @@ def test_example_optimum_matches_brute_force():
 
     inst = kind.example_instance()
     assert inst.n == 9
-    # 9 requests are beyond the tiny brute force's comfort; check on the 6 earliest-arriving ones
-    from servopt.instances.kv_schedule import KVScheduleInstance
-
-    sub = KVScheduleInstance(inst.memory_tokens, tuple(sorted(inst.requests, key=lambda r: r.arrival)[:6]))
-    expected, _ = brute_force_optimum(sub)
-    assert kind.solve(sub, time_limit_s=20, options={"rel_gap": 0})["objective"] == expected
+    expected, _ = brute_force_optimum(inst)
+    assert expected == 56.0
+    assert kind.solve(inst, time_limit_s=20, options={"rel_gap": 0})["objective"] == expected
 
 
 def test_check_rejects_a_tampered_result(example, tmp_path, run_cli):
