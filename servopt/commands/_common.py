@@ -34,6 +34,22 @@ def emit(result: dict[str, Any], module, args) -> None:
             print(f"wrote {args.out}")
 
 
+def add_solver_options(parser) -> None:
+    """--time-limit, --rel-gap and --formulation, shared by every command that solves."""
+    parser.add_argument("--time-limit", type=float, default=60.0, metavar="S", help="solver time limit in seconds (default 60)")
+    parser.add_argument("--rel-gap", type=float, default=1e-4, help="relative gap at which the solver stops (default 1e-4)")
+    parser.add_argument("--formulation", default=None, help="formulation of the program, where a kind offers several")
+
+
+def check_solver_options(args) -> None:
+    from servopt.errors import InputError
+
+    if not args.time_limit > 0:
+        raise InputError("--time-limit", "must be positive")
+    if not 0 <= args.rel_gap < 1:
+        raise InputError("--rel-gap", "must be in [0, 1)")
+
+
 def add_output_options(parser) -> None:
     parser.add_argument("--out", metavar="RESULT.json", help="write the result JSON to this file")
     parser.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from servopt.commands._common import console, read_instance
+from servopt.commands._common import add_solver_options, check_solver_options, console, read_instance
 from servopt.errors import InputError
 
 
@@ -16,9 +16,7 @@ def register(subparsers) -> None:
     p.add_argument("instance", help="instance JSON file (kind kv_schedule)")
     p.add_argument("--policies", default="fcfs,mc-sf,vllm,sjf,alpha-threshold,a-min",
                    help="comma-separated policy names (default: all kv_schedule policies)")
-    p.add_argument("--time-limit", type=float, default=60.0, metavar="S", help="solver time limit in seconds (default 60)")
-    p.add_argument("--rel-gap", type=float, default=1e-4, help="relative gap at which the solver stops (default 1e-4)")
-    p.add_argument("--formulation", default=None, help="formulation of the hindsight program, where a kind offers several")
+    add_solver_options(p)
     p.add_argument("--out", metavar="COMPARE.json", help="write the comparison JSON to this file")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)
@@ -27,10 +25,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from servopt import jsonio
 
-    if not args.time_limit > 0:
-        raise InputError("--time-limit", "must be positive")
-    if not 0 <= args.rel_gap < 1:
-        raise InputError("--rel-gap", "must be in [0, 1)")
+    check_solver_options(args)
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
     if not policies:
         raise InputError("--policies", "name at least one policy")
