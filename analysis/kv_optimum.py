@@ -49,8 +49,9 @@ class OptimumResult:
     def to_dict(self, instance: KVScheduleInstance) -> dict:
         out = {
             "kind": "kv_schedule",
-            "method": ("ip" if not self.lp_relaxation else "lp_relaxation") + (
-                f"[{self.formulation}]" if self.formulation != "time-indexed" else ""),
+            "method": "branch-and-bound" if self.formulation == "branch-and-bound" else (
+                ("ip" if not self.lp_relaxation else "lp_relaxation") + (
+                    f"[{self.formulation}]" if self.formulation != "time-indexed" else "")),
             "objective_name": instance.objective,
             "status": self.status,
             "objective": self.objective,
@@ -107,6 +108,8 @@ def formulations() -> dict[str, str]:
             module = importlib.import_module(f"servopt.models.{info.name}")
             for name in getattr(module, "FORMULATIONS", ()):
                 out.setdefault(name, module.__name__)
+    # a method without a Pyomo model: the exact combinatorial search (solvers/kv_schedule_bnb.py)
+    out.setdefault("branch-and-bound", "servopt.solvers.kv_schedule_bnb")
     return out
 
 
@@ -134,6 +137,12 @@ def solve_optimum(instance: KVScheduleInstance, *, time_limit_s: float, rel_gap:
     from servopt.solvers.highs import relative_gap, solve
 
     model_mod = formulation_module(formulation)
+    if formulation == "branch-and-bound":
+        if relax or horizon is not None:
+            from servopt.errors import InputError
+
+            raise InputError("--formulation", "branch-and-bound has no LP relaxation and always uses the proven horizon")
+        return _solve_branch_and_bound(instance, time_limit_s=time_limit_s, warm_start_policies=warm_start_policies)
 
     t0 = time.perf_counter()
     warm = None
@@ -196,3 +205,21 @@ def solve_optimum(instance: KVScheduleInstance, *, time_limit_s: float, rel_gap:
     return OptimumResult(schedule, status, objective, bound, gap, time.perf_counter() - t0, res.solver,
                          res.solver_seconds, res.nodes, data.horizon, data.horizon_is_proven, warm_info, size, build_s,
                          formulation=formulation, bound_source=bound_source if bound is not None else None)
+
+
+def _solve_branch_and_bound(instance: KVScheduleInstance, *, time_limit_s: float, warm_start_policies) -> OptimumResult:
+    """The exact search of solvers/kv_schedule_bnb.py from the best online-policy schedule, as an OptimumResult."""
+    from servopt.solvers.kv_schedule_bnb import branch_and_bound
+
+    t0 = time.perf_counter()
+    warm_info, incumbent, source = {}, None, "none"
+    if warm_start_policies:
+        name, sched, cost = best_policy_schedule(instance, warm_start_policies)
+        incumbent, source = sched, f"policy:{name}"
+        warm_info = {"policy": name, "objective": cost, "accepted": True, "used_as_cutoff": True}
+    left = max(0.0, time_limit_s - (time.perf_counter() - t0))
+    res = branch_and_bound(instance, time_limit_s=left, incumbent=incumbent, incumbent_source=source,
+                           heuristic_seconds=min(0.5, 0.1 * left))
+    return OptimumResult(res.schedule, res.status, res.objective, res.bound, res.gap, time.perf_counter() - t0,
+                         "servopt-bnb", res.search_seconds, res.nodes, res.horizon, True, warm_info, {},
+                         0.0, formulation="branch-and-bound", bound_source="branch-and-bound")

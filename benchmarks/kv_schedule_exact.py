@@ -6,7 +6,8 @@ o ~ U{1..M-s}), several seeds per n, both arrival models (all at round 0; Poisso
 arrivals with n fixed, ``poisson_fixed_n``). Each instance is solved with rel_gap = 0, threads = 1,
 an MC-SF/FCFS warm start and cut-off windows (analysis/kv_optimum.py), within ``--time-limit``, by
 each formulation in ``--formulations`` (the reference ``time-indexed`` of models/kv_schedule.py,
-or a stronger one such as issue 7's ``aggregated-card``).
+or a stronger one such as issue 7's ``aggregated-card``, or the exact combinatorial
+``branch-and-bound`` of solvers/kv_schedule_bnb.py).
 
     python benchmarks/kv_schedule_exact.py [--sizes 4,6,8,10,12] [--seeds 5] [--time-limit 60]
 
@@ -72,12 +73,17 @@ def main(argv=None) -> int:
             gaps = [r["gap"] if r["gap"] is not None else float("nan") for r in sub]
             proven = sum(r["status"] == "optimal" and r["gap"] == 0 for r in sub)
             lines.append(f"| {model} | {form} | {n} | {len(sub)} | {proven} | {statistics.median(secs):.2f} | {max(secs):.2f} | "
-                         f"{100 * statistics.fmean(gaps):.2f}% | {100 * max(gaps):.2f}% | {statistics.fmean(r['columns'] for r in sub):.0f} |")
+                         f"{100 * statistics.fmean(gaps):.2f}% | {100 * max(gaps):.2f}% | {_mean_columns(sub)} |")
     text = "\n".join(lines) + "\n"
     print(text)
     Path(args.out + ".md").write_text(text)
     Path(args.out + ".json").write_text(json.dumps(rows, indent=1, default=str))
     return 0
+
+
+def _mean_columns(sub) -> str:
+    cols = [r["columns"] for r in sub if r["columns"] is not None]
+    return f"{statistics.fmean(cols):.0f}" if cols else "-"  # branch-and-bound builds no model
 
 
 if __name__ == "__main__":

@@ -39,6 +39,8 @@ def solve(instance, *, time_limit_s: float, options: dict | None = None) -> dict
     from servopt.analysis.kv_optimum import formulation_module
 
     model_mod = formulation_module(formulation)  # a bad name fails here, before any work
+    if options.get("export") and not hasattr(model_mod, "build"):
+        raise InputError("--export", f"formulation '{formulation}' is a combinatorial search with no model to export")
     if options.get("export"):
         from servopt.solvers.highs import write_model
 

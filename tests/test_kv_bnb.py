@@ -1,0 +1,106 @@
+"""The exact branch-and-bound (solvers/kv_schedule_bnb.py) against brute force on tiny instances
+(every objective, exact equality), its schedules against the independent checker, its time-limit
+bound against the true optimum, and its route through ``servopt solve`` / ``solve_optimum``."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kv_bruteforce import brute_force_optimum
+from servopt.analysis.kv_check import check_result
+from servopt.analysis.kv_optimum import solve_optimum
+from servopt.errors import InputError
+from servopt.instances.kv_generators import synthetic
+from servopt.instances.kv_schedule import KVScheduleInstance
+from servopt.instances.requests import Request
+from servopt.solvers.kv_schedule_bnb import branch_and_bound
+
+
+def _instance(rows, M, objective="total_latency"):
+    reqs = tuple(Request(f"r{i}", a, s, o, weight=w) for i, (a, s, o, w) in enumerate(rows))
+    return KVScheduleInstance(M, reqs, objective)
+
+
+@st.composite
+def tiny_instances(draw):
+    M = draw(st.integers(5, 13))
+    n = draw(st.integers(1, 5))
+    objective = draw(st.sampled_from(["total_latency", "makespan", "weighted_latency"]))
+    rows = []
+    for _ in range(n):
+        s = draw(st.integers(0, 3))
+        o = draw(st.integers(1, M - s))
+        rows.append((draw(st.integers(0, 4)), s, o, float(draw(st.integers(1, 3)))))
+    return _instance(rows, M, objective)
+
+
+@settings(max_examples=120, deadline=None)
+@given(tiny_instances())
+def test_bnb_equals_brute_force(inst):
+    expected, _ = brute_force_optimum(inst)
+    res = branch_and_bound(inst, time_limit_s=20, heuristic_seconds=0.0)
+    assert res.status == "optimal" and res.gap == 0.0
+    assert res.objective == pytest.approx(expected, abs=1e-9)
+    assert res.bound == pytest.approx(expected, abs=1e-9)
+    assert check_result(inst, res.to_dict(inst)) == []
+
+
+def test_twins_are_not_lost_by_the_symmetry_rule():
+    # five identical requests plus two others: only the lowest-indexed twin may start first
+    rows = [(0, 2, 3, 1.0)] * 5 + [(0, 1, 6, 1.0), (1, 0, 2, 1.0)]
+    for objective in ("total_latency", "makespan"):
+        inst = _instance(rows, 12, objective)
+        expected, _ = brute_force_optimum(inst)
+        res = branch_and_bound(inst, time_limit_s=20, heuristic_seconds=0.0)
+        assert res.status == "optimal" and res.objective == expected
+
+
+def test_paper_family_n7_matches_brute_force_from_a_bad_incumbent():
+    # the search must improve a poor start (FCFS) to the brute-force optimum
+    from servopt.simulator.kv_rounds import simulate_rounds
+
+    for k, model in enumerate(("all_at_zero", "poisson_fixed_n")):
+        inst = KVScheduleInstance.from_dict(synthetic(np.random.default_rng([7, k]), arrival_model=model, n=6))
+        expected, _ = brute_force_optimum(inst)
+        res = branch_and_bound(inst, time_limit_s=20, incumbent=simulate_rounds(inst, "fcfs"),
+                               incumbent_source="fcfs", heuristic_seconds=0.0)
+        assert res.status == "optimal" and res.objective == expected
+        assert check_result(inst, res.to_dict(inst)) == []
+
+
+def test_time_limit_returns_a_valid_bound_and_a_feasible_schedule():
+    inst = KVScheduleInstance.from_dict(synthetic(np.random.default_rng([2026, 7, 1]), arrival_model="all_at_zero", n=7))
+    expected, _ = brute_force_optimum(inst)
+    res = branch_and_bound(inst, time_limit_s=0.0, heuristic_seconds=0.0)
+    assert res.bound <= expected <= res.objective
+    assert check_result(inst, res.to_dict(inst)) == []
+    if res.status == "time_limit":
+        assert res.gap > 0
+
+
+def test_solve_optimum_and_cli_route(tmp_path, run_cli):
+    from importlib import resources
+
+    from servopt.kinds import kv_schedule as kind
+
+    inst = kind.example_instance()
+    opt = solve_optimum(inst, time_limit_s=20, formulation="branch-and-bound")
+    assert opt.status == "optimal" and opt.objective == opt.bound == 56.0  # brute force: tests/test_kv_cli.py
+    with pytest.raises(InputError):
+        solve_optimum(inst, time_limit_s=20, formulation="branch-and-bound", relax=True)
+    path = tmp_path / "example.json"
+    path.write_text(resources.files("servopt.instances").joinpath("data", "example_kv_schedule.json").read_text())
+    out_path = tmp_path / "bnb.json"
+    code, out, err = run_cli("solve", path, "--formulation", "branch-and-bound", "--time-limit", "20", "--json",
+                             "--out", out_path)
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["method"] == "branch-and-bound" and data["status"] == "optimal" and data["objective"] == 56.0
+    code, out, err = run_cli("check", path, out_path)
+    assert code == 0 and out.startswith("ok:")
+    code, out, err = run_cli("solve", path, "--formulation", "branch-and-bound", "--export", tmp_path / "m.lp")
+    assert code == 2 and "--export" in err
