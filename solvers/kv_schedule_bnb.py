@@ -53,9 +53,26 @@ that finish first need the k smallest volumes ``V_k`` within rounds ``t+1 .. f_(
 Hence (the same argument as the volume bound of Jaillet et al. arXiv 2502.07115 Lemmas 4.4-4.7
 used in analysis/kv_bounds.py, here on the residual capacity):
 
-    total latency    >= cost + sum_k max(tau_k, L_(k)) - sum_{j in U} a_j,
+    total latency    >= cost + sum_k max(tau_k, L_(k)) - sum_{j in U} a_j   (by_volume; see below),
     makespan         >= max(cost, tau_|U|, max_j L_j),
     weighted latency >= cost + sum_{j in U} w_j (L_j - a_j).
+
+*Chain bounds* (total latency; the chain bound of solvers/kv_schedule_certify.py, proved there,
+applied to the residual). Let ``B = {j in U : 2 P_j > M}`` with peak ``P_j = s_j + o_j``, ``b = |B| >= 2``,
+``h_j = max(0, M - P_j - s_min)`` with ``s_min = min_{j in B} s_j``, ``x_j = o_j - h_j`` and
+``e_min = min_{j in B} e_j``. Claim 1 there (for ``f_i <= f_j``: ``f_j - f_i >= o_j - h_i``) holds in
+every feasible schedule and only uses that ``j`` has ``s_j >= s_min``. Order ``B`` by finish ``pi(1..b)``:
+``f_pi(1) >= e_min + o_pi(1)`` and ``f_pi(k) >= f_pi(k-1) + o_pi(k) - h_pi(k-1)``, so
+
+    by_chain    = b e_min + sum_{j in B} h_j + sum_m (b-m+1) x_(m) + sum_{j in U \ B} L_j
+                  (x ascending; the rearrangement step of certify's Claim 2, shifted by e_min);
+    by_position = sum_{j in U \ B} L_j + sum_k max(e_min + O_k - H_{k-1}, L^B_(k)),
+
+where ``O_k`` is the sum of the k smallest ``o`` in ``B``, ``H_{k-1}`` the sum of the k-1 largest ``h``
+in ``B`` and ``L^B_(k)`` the k-th smallest ``L`` in ``B``: the chain gives
+``f_pi(k) >= e_min + sum_{m<=k} o_pi(m) - sum_{m<k} h_pi(m) >= e_min + O_k - H_{k-1}`` whatever the
+order, and ``f_pi(k) >= L^B_(k)`` as for the volume bound. The total-latency bound is
+``cost + max(by_volume, by_chain, by_position) - sum_{j in U} a_j``.
 
 A node is pruned when its bound (rounded up for integer objectives) is not below the incumbent.
 The incumbent starts from the caller's schedule (SGS + local search and the online policies of
