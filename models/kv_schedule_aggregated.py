@@ -70,7 +70,7 @@ round ``f_i`` holds more than ``M`` tokens: a contradiction. Hence at most ``q``
 windows in any round, which is the row. For ``q = 1`` this is the time-indexed form of the chain
 bound of ``solvers/kv_schedule_certify.py`` (big requests' windows ``(p_i, p_i + o_i - h_i]`` are
 disjoint), which the LP can no longer smear: measured on the paper's family it lifts the LP bound
-from ~68% to 83-88% of the best known schedule on 4 instances (docs/readme/kv_certify.md).
+from ~68% to 83-88% of the best known schedule on 4 instances (README, "Certifying the KV-scheduling optimum").
 
 *Horizon and windows.* ``T = max_i a_i + sum_i o_i`` and the cut-off windows from a known schedule
 of cost ``U`` are those of ``models.kv_schedule`` (proved in its docstring: every optimal schedule
