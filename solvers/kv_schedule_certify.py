@@ -62,8 +62,7 @@ import numpy as np
 
 from servopt.errors import InputError
 from servopt.instances.kv_schedule import KVSchedule, KVScheduleInstance, ScheduledRequest
-
-FORMULATIONS = ("time-indexed", "aggregated", "aggregated-card", "aggregated-window")
+from servopt.solvers.kv_schedule_direct import FORMULATIONS  # the pipeline certifies what the direct build builds
 
 
 # ----------------------------------------------------------------------------- primal heuristics
