@@ -32,6 +32,19 @@ from servopt.instances.kv_schedule import KVScheduleInstance
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def _solve_one(job) -> dict:
+    model, n, k, form, time_limit = job
+    inst = KVScheduleInstance.from_dict(synthetic(np.random.default_rng([2026, n, k]), arrival_model=model, n=n))
+    policy = form[len("branch-and-bound["):-1] if form.startswith("branch-and-bound[") else None
+    t0 = time.perf_counter()
+    res = solve_optimum(inst, time_limit_s=time_limit, rel_gap=0.0,
+                        formulation="branch-and-bound" if policy else form, bnb_lp_policy=policy)
+    return {"model": model, "formulation": form, "n": n, "seed": k, "M": inst.memory_tokens, "status": res.status,
+            "objective": res.objective, "bound": res.bound, "bound_source": res.bound_source,
+            "gap": res.gap, "seconds": time.perf_counter() - t0, "warm": res.warm_start,
+            "columns": res.model_size.get("columns")}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="4,6,8,10,12")
@@ -40,28 +53,39 @@ def main(argv=None) -> int:
     ap.add_argument("--models", default="all_at_zero,poisson_fixed_n")
     ap.add_argument("--formulations", default="time-indexed",
                     help="comma-separated formulations (any a models/kv_schedule*.py module lists), e.g. time-indexed,aggregated-card")
+    ap.add_argument("--bnb-lp-policies", default="",
+                    help="with branch-and-bound: comma-separated LP policies of solvers/kv_schedule_bnb.py (none,root,decision,always), "
+                         "each a row 'branch-and-bound[policy]'")
+    ap.add_argument("--workers", type=int, default=1, help="instances solved in parallel (one process each)")
     ap.add_argument("--out", default=str(RESULTS / "kv_schedule_exact"))
     args = ap.parse_args(argv)
     sizes = [int(x) for x in args.sizes.split(",")]
     rows = []
-    forms = args.formulations.split(",")
-    for model in args.models.split(","):
-        for n in sizes:
-            for k in range(args.seeds):
-                inst = KVScheduleInstance.from_dict(synthetic(np.random.default_rng([2026, n, k]), arrival_model=model, n=n))
-                for form in forms:
-                    t0 = time.perf_counter()
-                    res = solve_optimum(inst, time_limit_s=args.time_limit, rel_gap=0.0, formulation=form)
-                    rows.append({"model": model, "formulation": form, "n": n, "seed": k, "M": inst.memory_tokens,
-                                 "status": res.status,
-                                 "objective": res.objective, "bound": res.bound, "bound_source": res.bound_source,
-                                 "gap": res.gap, "seconds": time.perf_counter() - t0, "warm": res.warm_start,
-                                 "columns": res.model_size.get("columns")})
-                    print(json.dumps(rows[-1]), flush=True)
+    forms = []
+    for form in args.formulations.split(","):
+        if form == "branch-and-bound" and args.bnb_lp_policies:
+            forms += [f"branch-and-bound[{p}]" for p in args.bnb_lp_policies.split(",")]
+        else:
+            forms.append(form)
+    jobs = [(model, n, k, form, args.time_limit) for model in args.models.split(",") for n in sizes
+            for k in range(args.seeds) for form in forms]
+    if args.workers > 1:
+        from multiprocessing import Pool
+
+        with Pool(args.workers) as pool:
+            for row in pool.imap_unordered(_solve_one, jobs):
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    else:
+        for job in jobs:
+            rows.append(_solve_one(job))
+            print(json.dumps(rows[-1]), flush=True)
     lines = ["# Hindsight IP solve times vs n (analysis/kv_optimum.py; formulations as listed)", "",
              f"Command: `python benchmarks/kv_schedule_exact.py --sizes {args.sizes} --seeds {args.seeds} "
-             f"--time-limit {args.time_limit:g} --models {args.models} --formulations {args.formulations}`", "",
-             f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores shared with other jobs "
+             f"--time-limit {args.time_limit:g} --models {args.models} --formulations {args.formulations}"
+             + (f" --bnb-lp-policies {args.bnb_lp_policies}" if args.bnb_lp_policies else "")
+             + (f" --workers {args.workers}" if args.workers > 1 else "") + "`", "",
+             f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.workers} instance(s) at a time "
              f"(load average at the end {os.getloadavg()[0]:.1f}); "
              "HiGHS threads = 1, rel_gap = 0, warm start + cut-off windows from MC-SF/FCFS.", "",
              "| arrivals | formulation | n | instances | proven optimal | median s | max s | mean gap | max gap | mean columns |",
