@@ -1,5 +1,5 @@
 r"""KV-memory-constrained scheduling, aggregated by request type (formulations ``aggregated``,
-``aggregated-card``, ``aggregated-window``).
+``aggregated-card``, ``aggregated-window``, ``aggregated-count``).
 
 Base program: the time-indexed hindsight IP of ``servopt.models.kv_schedule`` (Jaillet, Jiang,
 Mellou, Molinaro, Podimata, Zhou, arXiv 2502.07115, eq. (1)-(4); research/scheduling-anchors.md
@@ -72,6 +72,51 @@ bound of ``solvers/kv_schedule_certify.py`` (big requests' windows ``(p_i, p_i +
 disjoint), which the LP can no longer smear: measured on the paper's family it lifts the LP bound
 from ~68% to 83-88% of the best known schedule on 4 instances (README, "Certifying the KV-scheduling optimum").
 
+``aggregated-count`` is ``aggregated-window`` plus the *completion-count* rows (ours, issue 7): with
+``C_k`` (k = 1..n) a valid lower bound on ``F_(k)``, the k-th smallest finish round of any feasible
+schedule (``prefix_finish_lower_bounds``), for every k = 1..n-1
+
+    sum_{(k',t): t + o_k' <= C_{k+1} - 1} z[k',t] <= k                                       [_completion_count_rule]
+
+(one row per distinct round ``C_{k+1} - 1``, the smallest k kept; left out where the counts of its
+terms already sum to at most ``k``). With every row present the LP value is at least
+``sum_k C_k - sum_i a_i`` (the LP objective is ``sum_i (f_i - a_i)`` = ``sum_{T >= 0}`` (requests not
+finished by T) ``- sum_i a_i``, and the rows cap the finished ones by the number of ``C_k <= T``).
+
+*Completion-count rows are valid.* If ``k+1`` requests finished by round ``C_{k+1} - 1``, then
+``F_(k+1) <= C_{k+1} - 1 < C_{k+1}``, contradicting the bound. So at most ``k`` requests finish by that
+round, and the left side counts exactly the requests that do (aggregation: a column's value is the
+number of type-k' requests started at t, all finishing at ``t + o_k'``).
+
+*Prefix finish bounds* (``prefix_finish_lower_bounds``). Let ``S`` be the k requests that finish
+first in a feasible schedule; ``F_(k) = max_{i in S} f_i`` and the schedule restricted to ``S`` is
+feasible. Each of these is a lower bound on ``F_(k)``:
+
+1. volume (the bound of analysis/kv_bounds.py, Jaillet et al. Lemmas 4.4-4.7): request i holds
+   ``v_i = s_i o_i + o_i (o_i + 1)/2`` token-rounds, all inside rounds ``a_min + 1 .. F_(k)``, at most
+   ``M`` per round, so ``F_(k) >= a_min + ceil(V_k / M)`` with ``V_k`` the sum of the k smallest ``v_i``;
+2. own length: ``F_(k) >= c_(k)``, the k-th smallest ``a_i + o_i``;
+3. chain (the chain of solvers/kv_schedule_certify.py, Claim 1): big requests ``B = {i : 2 P_i > M}``,
+   ``h_i = max(0, M - P_i - s_min)``, ``x_i = o_i - h_i``. ``S`` holds at least ``b = k - |I \ B|``
+   big requests; ordered by finish ``pi(1..b')`` (b' >= b), ``f_pi(1) >= a_min + o_pi(1)`` and
+   ``f_pi(m) >= f_pi(m-1) + o_pi(m) - h_pi(m-1)``, so
+   ``F_(k) >= a_min + sum_m x_pi(m) + h_pi(b') >= a_min + X_b + min_{i in B} h_i`` where ``X_b`` is the
+   smallest sum of ``x`` over at least ``b`` big requests (all negative ``x`` and then the smallest
+   others, in ascending order);
+4. dominance chain (only when the requests can be ordered so that ``a``, ``s`` and ``o`` are all
+   non-decreasing, e.g. the paper's all-at-0 family with one ``s``): replacing a member ``j`` of ``S``
+   by an earlier request ``i`` of that order not in ``S`` keeps the schedule feasible (``i`` starts
+   at ``p_j >= a_j >= a_i`` and holds ``s_i + age <= s_j + age`` for ``o_i <= o_j`` rounds), so some
+   set of k requests that finish by ``F_(k)`` is the first k of the order, ``R_k``. Its big members
+   ``B_k`` (``b`` of them) chain as in 3: ``F_(k) >= a_min(R_k) + sum_{B_k} o_i - (sum of the b-1
+   largest h_i in B_k)``.
+
+``F_(k)`` is non-decreasing in k, so ``C_k`` is the running maximum over ``j <= k`` of the largest
+of these. Measured on the paper family (benchmarks/results/kv_bounds_paper.md) the rows lift the LP
+only where the chain is the binding prefix bound; with prefix makespans taken from heuristic
+schedules (upper bounds, *not* valid) the same rows would lift it to 91-96 %, so a stronger valid
+makespan bound for the prefix sets is where the remaining gap sits.
+
 *Horizon and windows.* ``T = max_i a_i + sum_i o_i`` and the cut-off windows from a known schedule
 of cost ``U`` are those of ``models.kv_schedule`` (proved in its docstring: every optimal schedule
 lies inside them).
@@ -89,7 +134,7 @@ import numpy as np
 from servopt.errors import InputError
 from servopt.instances.kv_schedule import KVSchedule, KVScheduleInstance, ScheduledRequest
 
-FORMULATIONS = ("aggregated", "aggregated-card", "aggregated-window")
+FORMULATIONS = ("aggregated", "aggregated-card", "aggregated-window", "aggregated-count")
 WINDOW_LEVELS = (1, 2)
 # ``servopt solve --formulation NAME`` runs these through solvers/kv_schedule_certify.py (direct
 # highspy build, heuristics, chain bound); ``analysis.kv_optimum.solve_optimum`` uses ``build`` here.
@@ -143,6 +188,55 @@ def window_lengths(memory_tokens: int, prompt, output, q: int) -> list[int]:
     """``y_k^q = o_k - max(0, floor((M - P_k)/q) - s_min)`` per type (module docstring)."""
     s_min = min(prompt)
     return [o - max(0, (memory_tokens - s - o) // q - s_min) for s, o in zip(prompt, output)]
+
+
+def prefix_finish_lower_bounds(instance: KVScheduleInstance) -> list[int]:
+    """``C_1 <= .. <= C_n``: ``C_k`` is a lower bound on the k-th smallest finish round of any feasible
+    schedule (the four bounds of the module docstring, "Prefix finish bounds")."""
+    reqs = instance.requests
+    n = len(reqs)
+    M = int(instance.memory_tokens)
+    a = np.array([int(r.arrival) for r in reqs], dtype=np.int64)
+    s = np.array([int(r.prompt_tokens) for r in reqs], dtype=np.int64)
+    o = np.array([int(r.output_tokens) for r in reqs], dtype=np.int64)
+    a_min, s_min = int(a.min()), int(s.min())
+    volumes = np.cumsum(np.sort(s * o + o * (o + 1) // 2))
+    own = np.sort(a + o)
+    peak = s + o
+    big = 2 * peak > M
+    head = np.maximum(0, M - peak - s_min)
+    x_big = np.sort((o - head)[big])
+    x_prefix = np.concatenate([[0], np.cumsum(x_big)])
+    negative = int((x_big < 0).sum())
+    head_min = int(head[big].min()) if big.any() else 0
+    non_big = int((~big).sum())
+    # bound 4 needs one order in which a, s and o are all non-decreasing
+    order = np.lexsort((s, a, o))
+    dominance = bool(np.all(np.diff(a[order]) >= 0) and np.all(np.diff(s[order]) >= 0))
+    bounds = []
+    for k in range(1, n + 1):
+        lb = max(a_min - (-int(volumes[k - 1]) // M), int(own[k - 1]))
+        b = k - non_big
+        if b > 0:
+            lb = max(lb, a_min + int(x_prefix[max(b, negative)]) + head_min)
+        if dominance:
+            first = order[:k]
+            in_big = first[big[first]]
+            if len(in_big):
+                heads = np.sort(head[in_big])  # the b-1 largest: all but the smallest
+                lb = max(lb, int(a[first].min()) + int(o[in_big].sum()) - int(heads[1:].sum()))
+        bounds.append(lb)
+    return [int(v) for v in np.maximum.accumulate(np.array(bounds, dtype=np.int64))]
+
+
+def completion_count_rows(instance: KVScheduleInstance) -> list[tuple[int, int]]:
+    """``(T, k)``: at most ``k`` requests finish by round ``T`` (one per distinct T, smallest k kept)."""
+    bounds = prefix_finish_lower_bounds(instance)
+    rows: dict[int, int] = {}
+    for k in range(1, len(bounds)):
+        T = bounds[k] - 1
+        rows.setdefault(T, k)  # k ascends: the first k seen for a T is the smallest
+    return sorted(rows.items())
 
 
 def build(instance: KVScheduleInstance, *, formulation: str = "aggregated", horizon: int | None = None,
@@ -203,7 +297,7 @@ def build(instance: KVScheduleInstance, *, formulation: str = "aggregated", hori
 
         m.cardinality = pyo.Constraint(m.Q, m.U, rule=_cardinality_rule)
 
-    if formulation == "aggregated-window":
+    if formulation in ("aggregated-window", "aggregated-count"):
         m.L = pyo.Set(initialize=WINDOW_LEVELS, ordered=True)
         y = {q: window_lengths(M, g.prompt, g.output, q) for q in WINDOW_LEVELS}
         in_window: dict[tuple[int, int], list[tuple[int, int]]] = {}
@@ -221,6 +315,19 @@ def build(instance: KVScheduleInstance, *, formulation: str = "aggregated", hori
             return pyo.quicksum(m.z[k, t] for k, t in terms) <= q
 
         m.window = pyo.Constraint(m.W, rule=_window_rule)
+
+    if formulation == "aggregated-count":
+        count_rows = completion_count_rows(instance)
+        m.N = pyo.Set(initialize=range(len(count_rows)), ordered=True)
+
+        def _completion_count_rule(m, r):
+            T, k = count_rows[r]
+            terms = [(kk, t) for kk, t in m.KT if t + g.output[kk] <= T]
+            if sum(g.count[kk] for kk, _ in terms) <= k:
+                return pyo.Constraint.Skip  # can never bind
+            return pyo.quicksum(m.z[kk, t] for kk, t in terms) <= k
+
+        m.completion_count = pyo.Constraint(m.N, rule=_completion_count_rule)
 
     m.obj = pyo.Objective(
         expr=pyo.quicksum(g.weight[k] * (t + g.output[k] - g.arrival[k]) * m.z[k, t] for k, t in m.KT),

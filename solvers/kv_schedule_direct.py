@@ -7,9 +7,10 @@ the ones written out, with their proofs, in
 
 * ``servopt.models.kv_schedule`` (formulation ``time-indexed``: one binary ``x[i,t]`` per request
   and start round; the reference, Jaillet et al. arXiv 2502.07115 eq. (1)-(4)),
-* ``servopt.models.kv_schedule_aggregated`` (formulations ``aggregated``, ``aggregated-card`` and
-  ``aggregated-window``: one integer ``z[k,t]`` per request *type* and start round, optionally with
-  the per-round cardinality cuts or the exclusive-window rows; proofs there).
+* ``servopt.models.kv_schedule_aggregated`` (formulations ``aggregated``, ``aggregated-card``,
+  ``aggregated-window`` and ``aggregated-count``: one integer ``z[k,t]`` per request *type* and start
+  round, optionally with the per-round cardinality cuts, the exclusive-window rows, or the
+  exclusive-window rows plus the completion-count rows; proofs there).
 
 Both are the same program over *groups*: a group is one request (time-indexed) or all requests
 of one type (aggregated) with a count ``n_g``; column ``(g, t)`` has bounds ``[0, n_g]`` and is
@@ -19,6 +20,23 @@ memory row per round ``t`` with coefficient ``s_g + t - k`` on column ``(g, k)``
 coefficients times the group counts is at most ``M``), the same rule as the Pyomo models, so the
 two builds have the same columns, rows and nonzeros (tests/test_kv_strong_direct.py checks this
 and the LP bound). Column order: groups in order, start rounds ascending within a group.
+
+Conflict cliques (``conflict_clique_cuts``; ours, issue 7, measured and *not* kept in a formulation)
+----------------------------------------------------------------------------------------------------
+Column ``c = (g, t)`` has start ``t_c``, finish ``f_c = t_c + o_g``, peak ``P_c = s_g + o_g`` and
+*window end* ``e_c = f_c - max(0, M - P_c - s_min)``. Claim: if ``f_c <= f_d`` and ``t_d < e_c``, a request
+started by ``d`` and a different request started by ``c`` cannot both run. Proof: ``t_d < e_c <= f_c <= f_d``,
+so ``d``'s request covers round ``f_c`` with age ``f_c - t_d > max(0, M - P_c - s_min)`` and holds
+``s_d + f_c - t_d > M - P_c`` tokens (using ``s_d >= s_min``), while ``c``'s request holds ``P_c``. So a set
+``Q`` of columns, ordered by finish, in which every column starts before the window end of every
+column that finishes no later (``t_d < e_c`` for all ``c`` before ``d``) is a clique of pairwise
+conflicts, and ``sum_{c in Q} z_c <= 1`` holds for every schedule, provided a column may carry two
+requests (``n_g >= 2``) only if it conflicts with itself (``t_c < e_c``). The exclusive-window rows of
+level 1 are the cliques ``{c : t_c < u <= e_c}``; the others add late-finishing columns with short
+windows (a small request alive at a big one's finish round). Separation is exact for this family:
+a dynamic program over the columns in finish order whose state is the smallest window end so far.
+Measured on the paper family (benchmarks/results/kv_bounds_paper.md): on top of the
+``aggregated-window`` LP it finds no or almost no violated cliques, so it lifts nothing there.
 
 Sparse assembly follows research/pyomo-highs.md §7: memory entries come from ``np.repeat`` over
 (column, age) with row ``k + age`` and value ``s + age``; rows are sorted with a stable lexsort and
@@ -34,7 +52,7 @@ import numpy as np
 from servopt.errors import InputError
 from servopt.instances.kv_schedule import KVSchedule, KVScheduleInstance, ScheduledRequest
 
-FORMULATIONS = ("time-indexed", "aggregated", "aggregated-card", "aggregated-window")
+FORMULATIONS = ("time-indexed", "aggregated", "aggregated-card", "aggregated-window", "aggregated-count")
 
 
 @dataclass(frozen=True)
@@ -133,9 +151,42 @@ def _add_at_most_rows(h, rounds: np.ndarray, cols: np.ndarray, counts: np.ndarra
     return len(rk), len(c)
 
 
+def _add_completion_count_rows(h, instance: KVScheduleInstance, g: Groups, col_group: np.ndarray,
+                               col_start: np.ndarray) -> tuple[int, int]:
+    """``sum of the columns finishing by round T <= k`` for each ``(T, k)`` of
+    ``models.kv_schedule_aggregated.completion_count_rows`` (proof there); rows whose column counts
+    already sum to at most ``k`` can never bind and are left out, as in the Pyomo model."""
+    from servopt.models.kv_schedule_aggregated import completion_count_rows
+
+    finish = col_start + g.output[col_group]
+    order = np.argsort(finish, kind="stable")
+    finish_sorted = finish[order]
+    counts_cum = np.concatenate([[0], np.cumsum(g.count[col_group[order]])])
+    keys, cols = [], []
+    for T, k in completion_count_rows(instance):
+        n_cols = int(np.searchsorted(finish_sorted, T, side="right"))
+        if counts_cum[n_cols] <= k:
+            continue
+        keys.append((len(keys), k))
+        cols.append(order[:n_cols])
+    if not keys:
+        return 0, 0
+    lengths = np.array([len(c) for c in cols])
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int32)
+    # columns ascending within a row (HiGHS accepts any order; sorted keeps rows comparable)
+    index = np.concatenate([np.sort(c) for c in cols]).astype(np.int32)
+    upper = np.array([k for _, k in keys], dtype=float)
+    h.addRows(len(keys), np.full(len(keys), -np.inf), upper, len(index), starts, index, np.ones(len(index)))
+    return len(keys), int(len(index))
+
+
 def build_direct(instance: KVScheduleInstance, *, formulation: str = "aggregated", horizon: int | None = None,
-                 cutoff: float | None = None, relax: bool = False) -> DirectModel:
-    """Build ``formulation`` for ``instance`` in a fresh ``highspy.Highs`` (see the module docstring)."""
+                 cutoff: float | None = None, relax: bool = False, window_levels=None) -> DirectModel:
+    """Build ``formulation`` for ``instance`` in a fresh ``highspy.Highs`` (see the module docstring).
+
+    ``window_levels`` overrides the exclusive-window levels ``q`` (default
+    ``models.kv_schedule_aggregated.WINDOW_LEVELS``; every level is valid, proof there), for the
+    measurements of benchmarks/kv_bounds_paper.py."""
     import highspy
 
     from servopt.models.kv_schedule import start_windows
@@ -188,7 +239,7 @@ def build_direct(instance: KVScheduleInstance, *, formulation: str = "aggregated
     nnz += len(c)
     size = {"columns": ncol, "rows": rows, "nonzeros": nnz, "memory_rows": int(len(rk)), "horizon": T}
 
-    if formulation in ("aggregated-card", "aggregated-window"):
+    if formulation in ("aggregated-card", "aggregated-window", "aggregated-count"):
         from servopt.models.kv_schedule_aggregated import WINDOW_LEVELS, cardinality_levels, window_lengths
 
         cut_rows = cut_nnz = 0
@@ -198,13 +249,17 @@ def build_direct(instance: KVScheduleInstance, *, formulation: str = "aggregated
                 r, z = _add_at_most_rows(h, rnd[heavy], col[heavy], g.count[col_group[col[heavy]]], q)
                 cut_rows, cut_nnz = cut_rows + r, cut_nnz + z
         else:
-            for q in WINDOW_LEVELS:
+            for q in (WINDOW_LEVELS if window_levels is None else tuple(window_levels)):
                 y = np.array(window_lengths(M, g.prompt.tolist(), g.output.tolist(), q), dtype=np.int64)
                 yc = np.maximum(y[col_group], 0)
                 wcol = np.repeat(np.arange(ncol), yc)
                 wround = col_start[wcol] + np.arange(int(yc.sum())) - np.repeat(np.cumsum(yc) - yc, yc) + 1
                 r, z = _add_at_most_rows(h, wround, wcol, g.count[col_group[wcol]], q)
                 cut_rows, cut_nnz = cut_rows + r, cut_nnz + z
+        if formulation == "aggregated-count":
+            r, z = _add_completion_count_rows(h, instance, g, col_group, col_start)
+            cut_rows, cut_nnz = cut_rows + r, cut_nnz + z
+            size["count_rows"] = r
         rows += cut_rows
         nnz += cut_nnz
         size.update({"rows": rows, "nonzeros": nnz, "cut_rows": cut_rows})
@@ -224,6 +279,53 @@ def build_direct(instance: KVScheduleInstance, *, formulation: str = "aggregated
 
     return DirectModel(h, instance, formulation, g, col_group, col_start, T, proven, relax,
                        time.perf_counter() - t0, size)
+
+
+def conflict_clique_cuts(dm: DirectModel, values, *, max_cuts: int = 50, eps: float = 1e-6) -> list[tuple[float, tuple[int, ...]]]:
+    """Violated conflict cliques (module docstring) for the column values ``values``: a list of
+    (weight > 1, column indices), the heaviest first; each gives the row ``sum z_c <= 1``."""
+    x = np.asarray(values, dtype=float)[: dm.num_columns]
+    g = dm.groups
+    M = dm.instance.memory_tokens
+    start = dm.col_start
+    output = g.output[dm.col_group]
+    finish = start + output
+    window_end = finish - np.maximum(0, M - (g.prompt[dm.col_group] + output) - int(g.prompt.min()))
+    count = g.count[dm.col_group]
+    eligible = np.nonzero((x > 1e-9) & ((count == 1) | (start < window_end)))[0]
+    order = eligible[np.lexsort((start[eligible], finish[eligible]))]
+    never = np.iinfo(np.int64).max  # the empty clique's "smallest window end"
+    states = np.unique(np.concatenate([window_end[eligible], [never]]))
+    value = np.full(len(states), -np.inf)
+    value[-1] = 0.0
+    members: list = [None] * len(states)  # persistent linked lists (column, rest)
+    for c in order:
+        first_open = int(np.searchsorted(states, start[c], side="right"))  # states with end > t_c
+        own = int(np.searchsorted(states, window_end[c]))
+        best_from = max(first_open, own)  # cliques whose smallest end is >= e_c move to state e_c
+        candidate, linked = -np.inf, None
+        if best_from < len(states):
+            j = best_from + int(np.argmax(value[best_from:]))
+            candidate, linked = value[j] + x[c], (int(c), members[j])
+        for state in range(first_open, own):  # t_c < end < e_c: c joins, the smallest end stays
+            if value[state] > -np.inf:
+                value[state] += x[c]
+                members[state] = (int(c), members[state])
+        if candidate > value[own]:
+            value[own], members[own] = candidate, linked
+    cuts, seen = [], set()
+    for state in np.argsort(-value):
+        if value[state] <= 1 + eps or len(cuts) >= max_cuts:
+            break
+        cols, node = [], members[state]
+        while node is not None:
+            cols.append(node[0])
+            node = node[1]
+        key = tuple(sorted(cols))
+        if key not in seen:
+            seen.add(key)
+            cuts.append((float(value[state]), key))
+    return cuts
 
 
 def warm_start_vector(dm: DirectModel, schedule: KVSchedule) -> np.ndarray | None:
