@@ -10,9 +10,9 @@ import time
 import numpy as np
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from kv_bruteforce import brute_force_optimum
+from test_kv_bnb import tiny_instances  # n <= 5, M <= 13, arrivals 0..4, weights 1..3
 from servopt.analysis.kv_check import check_result
 from servopt.errors import InputError
 from servopt.instances.kv_generators import synthetic
@@ -92,25 +92,13 @@ def test_respects_the_time_budget_at_paper_size():
         assert _checked(inst, out) <= cost
 
 
-@st.composite
-def tiny_instances(draw):
-    M = draw(st.integers(5, 13))
-    n = draw(st.integers(2, 5))
-    objective = draw(st.sampled_from(["total_latency", "weighted_latency"]))
-    rows = []
-    for _ in range(n):
-        s = draw(st.integers(0, 3))
-        o = draw(st.integers(1, M - s))
-        rows.append((draw(st.integers(0, 4)), s, o, float(draw(st.integers(1, 3)))))
-    return _instance(rows, M, objective)
-
-
 @settings(max_examples=40, deadline=None)
-@given(tiny_instances())
+@given(tiny_instances().filter(lambda inst: inst.objective != "makespan"))  # the LNS minimises latency
 def test_equals_brute_force_on_tiny_instances(inst):
     expected, _ = brute_force_optimum(inst)
     out, stats = improve_schedule(inst, _serial(inst), seconds=20, max_rounds=400)
-    assert stats["proven_optimal"]  # the window grew over the whole schedule and HiGHS closed the IP
+    # the window grew over the whole schedule and HiGHS closed the IP (one request: nothing to do)
+    assert stats["proven_optimal"] or inst.n == 1
     assert _checked(inst, out) == expected
 
 
