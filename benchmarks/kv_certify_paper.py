@@ -10,7 +10,7 @@ including heuristics and build, rel_gap 1e-4):
 
 * ``naive``: the reference pipeline ``analysis.kv_optimum.solve_optimum`` (Pyomo time-indexed IP of
   models/kv_schedule.py, MC-SF/FCFS warm start, cut-off windows, volume bound);
-* ``time-indexed``, ``aggregated``, ``aggregated-card``, ``aggregated-window``:
+* ``time-indexed``, ``aggregated``, ``aggregated-card``, ``aggregated-window``, ``aggregated-count``:
   ``solvers.kv_schedule_certify.certify``
   (direct highspy build, SGS + local-search incumbent, proven windows, chain bound).
 
@@ -20,8 +20,10 @@ models/kv_schedule_aggregated.py), the chain bound, the volume bound (analysis/k
 MC-SF's cost.
 
     python benchmarks/kv_certify_paper.py [--instances 20] [--time-limit 60] [--workers 2]
-        [--families all_at_zero,poisson] [--formulations naive,time-indexed,aggregated,aggregated-card,aggregated-window]
+        [--families all_at_zero,poisson] [--formulations naive,time-indexed,aggregated,aggregated-card,aggregated-window,aggregated-count]
         [--n N] [--out-json PATH] [--merge A.json B.json ...]
+
+The LP bounds of the candidate relaxations, one by one, are measured by benchmarks/kv_bounds_paper.py.
 
 Writes benchmarks/results/kv_certify.md and .json (``--merge`` rebuilds the table from several json
 files, for runs split over machines or calls).
@@ -39,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ALL_FORMULATIONS = ("naive", "time-indexed", "aggregated", "aggregated-card", "aggregated-window")
+ALL_FORMULATIONS = ("naive", "time-indexed", "aggregated", "aggregated-card", "aggregated-window", "aggregated-count")
 
 
 def make_instance(family: str, k: int, seed: int, n: int | None):
