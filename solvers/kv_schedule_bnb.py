@@ -78,11 +78,14 @@ order, and ``f_pi(k) >= L^B_(k)`` as for the volume bound. The total-latency bou
 the LP relaxation of the ``aggregated-window`` program (models/kv_schedule_aggregated.py) over the
 root's box and, at every node, evaluates the Lagrangian bound with the root's row duals in O(n);
 ``decision`` re-solves the node LP at every decision round (and passes its duals down);
+``shallow`` only at the decision rounds of nodes with at most half of the requests started;
 ``always`` at every node; ``none`` uses the combinatorial bounds only. Measured on 6+6 instances of
 n = 10 and 12 (benchmarks/results/kv_schedule_exact_lp.md, 60 s): the LP bounds shrink the gap left
 at the time limit (n = 12 Poisson mean 10.1 % -> 4.4 %) but prove no more instances than ``none``;
 the remaining n = 12 instances are limited by the incumbent as much as by the bound (Poisson seed 1:
-start 560-564, optimum 540, proven by ``decision`` in 279 s on the device host).
+start 560-564, optimum 540, proven by ``decision`` in 279 s on the device host). Starting from
+improved incumbents (``improve_seconds``) did not change which n = 12 instances are proven
+(benchmarks/results/kv_schedule_exact_lp_improve.md): there the bound is the limit.
 
 A node is pruned when its bound (rounded up for integer objectives) is not below the incumbent.
 The incumbent starts from the caller's schedule (SGS + local search and the online policies of
@@ -105,8 +108,9 @@ from servopt.instances.kv_schedule import KVSchedule, KVScheduleInstance, Schedu
 
 FORMULATIONS = ("branch-and-bound",)
 # none: combinatorial bounds only; root: plus the root LP and the Lagrangian bound with its duals at
-# every node; decision: re-solve the node LP at every decision round; always: at every node
-LP_POLICIES = ("none", "root", "decision", "always")
+# every node; decision: re-solve the node LP at every decision round; shallow: at the decision rounds
+# of nodes with at most half of the requests started; always: at every node
+LP_POLICIES = ("none", "root", "decision", "shallow", "always")
 
 
 class _TimeUp(Exception):
@@ -287,15 +291,42 @@ def _integral(instance: KVScheduleInstance) -> bool:
 
 def branch_and_bound(instance: KVScheduleInstance, *, time_limit_s: float, incumbent: KVSchedule | None = None,
                      incumbent_source: str = "given", heuristic_seconds: float = 0.5,
-                     memo_limit: int = 3_000_000, memo_per_set: int = 64, lp_policy: str = "root") -> BnBResult:
+                     memo_limit: int = 3_000_000, memo_per_set: int = 64, lp_policy: str = "root",
+                     improve_seconds: float = 0.0, quick_seconds: float = 1.0) -> BnBResult:
     """Exact optimum by the search of the module docstring (incumbent and a valid bound at the limit).
 
     ``incumbent``: a feasible non-preemptive schedule to start from; when None, the SGS and
     local-search heuristics of ``solvers/kv_schedule_certify`` provide one (within ``heuristic_seconds``).
+    ``improve_seconds > 0``: when a first search of ``quick_seconds`` does not finish, spend that long
+    improving its incumbent (ILS + MIP-LNS, solvers/kv_schedule_improve.py) and search again from it
+    with the time left. A better incumbent prunes more: at n = 12 the starting schedules were 1-4 %
+    above the optimum (benchmarks/results/kv_schedule_exact_lp.md).
     """
     from servopt.solvers.kv_schedule_certify import best_heuristic_schedule
 
     t0 = time.perf_counter()
+    if improve_seconds > 0 and time_limit_s > quick_seconds:
+        from servopt.solvers.kv_schedule_improve import improve_schedule
+
+        first = branch_and_bound(instance, time_limit_s=quick_seconds, incumbent=incumbent,
+                                 incumbent_source=incumbent_source, heuristic_seconds=heuristic_seconds,
+                                 memo_limit=memo_limit, memo_per_set=memo_per_set, lp_policy=lp_policy)
+        if first.status == "optimal":
+            return first
+        improved, _ = improve_schedule(instance, first.schedule, seconds=improve_seconds)
+        left = max(0.0, time_limit_s - (time.perf_counter() - t0))
+        second = branch_and_bound(instance, time_limit_s=left, incumbent=improved, incumbent_source="improved",
+                                  heuristic_seconds=0.0, memo_limit=memo_limit, memo_per_set=memo_per_set,
+                                  lp_policy=lp_policy)
+        if second.bound < first.bound:  # both bounds are valid: report the larger
+            second.bound = first.bound
+            second.gap = 0.0 if second.objective <= second.bound + 1e-9 else (second.objective - second.bound) / max(abs(second.objective), 1e-9)
+            if second.gap == 0.0:
+                second.status = "optimal"
+        second.solve_seconds = time.perf_counter() - t0
+        second.nodes += first.nodes
+        second.heuristic_seconds += first.heuristic_seconds + improve_seconds
+        return second
     reqs = instance.requests
     n = len(reqs)
     obj = instance.objective
@@ -414,9 +445,11 @@ def branch_and_bound(instance: KVScheduleInstance, *, time_limit_s: float, incum
     stats = {"nodes": 0, "memo_hits": 0, "memo_size": 0}
     pending: list[float] = []
 
-    def resolve_lp(idx, lp_parent):
+    def resolve_lp(idx, lp_parent, unstarted):
         if lp_parent is None or lp_policy == "always":
             return True
+        if lp_policy == "shallow":
+            return idx == 0 and 2 * (n - len(unstarted)) <= n
         return lp_policy == "decision" and idx == 0  # "root": the root's multipliers serve every node  # bounds of the nodes whose "not at t" branch is still to be searched
     deadline = t0 + time_limit_s
     open_bounds: list[float] = []  # bounds of nodes abandoned at the time limit
@@ -468,7 +501,7 @@ def branch_and_bound(instance: KVScheduleInstance, *, time_limit_s: float, incum
                 b = max(b, node_lp.lagrangian(lp_parent, starts, unstarted, e))
                 if prunes(b):
                     return
-            if resolve_lp(idx, lp_parent):
+            if resolve_lp(idx, lp_parent, unstarted):
                 lp_value, multipliers = node_lp.solve(starts, unstarted, e)
                 b = max(b, lp_value)
                 if prunes(b):
