@@ -35,7 +35,7 @@ PUBLISHED = {"all_at_zero": {"mean": 1.005, "worst": 1.074, "optimal": "114/200"
 
 
 def run_one(job):
-    model, k, seed, time_limit, n_range, formulation = job
+    model, k, seed, time_limit, n_range, formulation, improve_seconds = job
     from servopt.analysis.kv_optimum import solve_optimum
     from servopt.instances.kv_generators import synthetic
     from servopt.instances.kv_schedule import KVScheduleInstance
@@ -53,7 +53,15 @@ def run_one(job):
     mcsf = simulate_rounds(inst, "mc-sf").objective_value(inst)
     fcfs = simulate_rounds(inst, "fcfs").objective_value(inst)
     t0 = time.perf_counter()
-    res = solve_optimum(inst, time_limit_s=time_limit, rel_gap=0.0, formulation=formulation)
+    if formulation.startswith("certify:"):
+        # issue 7's pipeline: heuristics (+ ILS/MIP-LNS), direct highspy build, chain bound; MC-SF/FCFS as warm starts
+        from servopt.solvers.kv_schedule_certify import certify
+
+        res = certify(inst, formulation=formulation.split(":", 1)[1], time_limit_s=time_limit, rel_gap=0.0,
+                      warm_starts={p: simulate_rounds(inst, p) for p in ("mc-sf", "fcfs")},
+                      improve_seconds=improve_seconds)
+    else:
+        res = solve_optimum(inst, time_limit_s=time_limit, rel_gap=0.0, formulation=formulation)
     return {"model": model, "formulation": formulation, "bound_source": res.bound_source, "k": k, "n": inst.n, "M": inst.memory_tokens, "s": inst.requests[0].prompt_tokens,
             "mcsf": mcsf, "fcfs": fcfs, "status": res.status, "incumbent": res.objective, "bound": res.bound,
             "gap": res.gap, "seconds": time.perf_counter() - t0, "build_seconds": res.build_seconds,
@@ -84,7 +92,8 @@ def write(rows, args, models, wall):
     lines = ["# MC-SF vs the hindsight optimum on the synthetic families of Jaillet et al. (arXiv 2502.07115, §6.1)", "",
              f"Command: `python benchmarks/kv_schedule_paper.py --instances {args.instances} --time-limit {args.time_limit:g} "
              f"--workers {args.workers} --models {args.models} --seed {args.seed} --formulation {args.formulation}"
-             + (f" --n-range {args.n_range}" if args.n_range else "") + "`", "",
+             + (f" --n-range {args.n_range}" if args.n_range else "")
+             + (f" --improve-seconds {args.improve_seconds:g}" if args.improve_seconds else "") + "`", "",
              ("**Reduced size: n ~ U{" + args.n_range.replace(",", "..") + "}, not the paper's U{40..60}** "
               "(Poisson: the first n arrivals of the paper's draw); other parameters as in the paper."
               if args.n_range else "Paper size (n ~ U{40..60})."), "",
@@ -120,7 +129,12 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--models", default="all_at_zero,poisson")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--formulation", default="time-indexed", help="any formulation a models/kv_schedule*.py module lists")
+    ap.add_argument("--formulation", default="time-indexed",
+                    help="any formulation a models/kv_schedule*.py module lists, branch-and-bound, or certify:NAME "
+                         "(solvers/kv_schedule_certify.py with NAME one of its formulations)")
+    ap.add_argument("--improve-seconds", type=float, default=0.0,
+                    help="with certify:NAME: seconds of ILS + MIP-LNS on the incumbent (solvers/kv_schedule_improve.py), "
+                         "charged to the time limit")
     ap.add_argument("--n-range", default=None, metavar="LO,HI",
                     help="NOT the paper's size: n ~ U{LO..HI} instead of U{40..60} (Poisson: the first n arrivals), "
                          "to get instances whose optimum the reference IP can prove")
@@ -128,7 +142,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     models = args.models.split(",")
     n_range = tuple(int(x) for x in args.n_range.split(",")) if args.n_range else None
-    jobs = [(m, k, args.seed, args.time_limit, n_range, args.formulation) for k in range(args.instances) for m in models]
+    jobs = [(m, k, args.seed, args.time_limit, n_range, args.formulation, args.improve_seconds)
+            for k in range(args.instances) for m in models]
     rows = []
     t0 = time.perf_counter()
     if args.workers > 1:
