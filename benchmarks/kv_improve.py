@@ -61,12 +61,12 @@ def run_job(job: dict) -> dict:
     best = min(cost, row["mcsf"])
     for strategy in job["strategies"]:
         for budget in job["budgets"]:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             sched, stats = improve_schedule(inst, base, seconds=budget, seed=0, strategy=strategy)
-            wall = time.perf_counter() - t0
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
             value = sched.objective_value(inst)
             failures += check_result(inst, {"requests": sched.to_dict()["requests"], "objective": value})
-            runs[f"{strategy}@{budget:g}"] = {"cost": value, "wall_s": round(wall, 3),
+            runs[f"{strategy}@{budget:g}"] = {"cost": value, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
                                               "ils_best": stats.get("ils_best"), "lns_steps": stats["lns_steps"],
                                               "lns_improvements": stats["lns_improvements"],
                                               "evaluations": stats["evaluations"]}
@@ -110,6 +110,7 @@ def summarise(rows: list[dict]) -> list[dict]:
                 "over_best": _median([r["runs"][key]["cost"] / r["best"] for r in sub]),
                 "mcsf_over_it": _median([r["mcsf"] / r["runs"][key]["cost"] for r in sub]),
                 "max_wall_s": max(r["runs"][key]["wall_s"] for r in sub),
+                "cpu_share": _median([r["runs"][key]["cpu_s"] / r["runs"][key]["wall_s"] for r in sub]),
             }
         out.append(entry)
     return out
@@ -119,20 +120,22 @@ def write_tables(rows, meta, path_md: Path, path_json: Path):
     summary = summarise(rows)
     pct = "{:.2%}".format
     lines = ["# Better KV schedules at paper scale: solvers/kv_schedule_improve.py (issues 3 and 7)", "",
-             f"Command: `{meta['command']}`", "", f"Machine: {meta['machine']}; load: {meta['load']}; wall {meta.get('wall_s')} s", "",
+             f"Command: `{meta['command']}`", "", f"Machine: {meta['machine']}; load: {meta['load']}; load average (1/5/15 min) at start "
+             f"{meta.get('loadavg_start')}, at end {meta.get('loadavg_end')}; wall {meta.get('wall_s')} s. "
+             "CPU/wall = the run's process CPU time over its wall time (below 1: the run shared its core).", "",
              "Baseline = `best_heuristic_schedule(heuristic_seconds=2)` (SGS over SPT/FCFS + local search). "
              "gain = 1 - cost / baseline (higher is better; 'worst' is the smallest). "
              "LB = max(LP of aggregated-window cut off at the best schedule, chain bound); gap = (cost - LB) / cost. "
              "best = cheapest schedule of any run on the instance (MC-SF included).", "",
-             "| arrivals | run | instances | improved | median gain | worst gain | best gain | median gap to LB | worst gap | cost/best (median) | MC-SF/cost (median) | max wall s |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| arrivals | run | instances | improved | median gain | worst gain | best gain | median gap to LB | worst gap | cost/best (median) | MC-SF/cost (median) | max wall s | CPU/wall (median) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for s in summary:
         lines.append(f"| {s['family']} | baseline | {s['instances']} | - | - | - | - | {pct(s['baseline_gap'])} | - | - | "
-                     f"{s['mcsf_over_baseline']:.4f} | - |")
+                     f"{s['mcsf_over_baseline']:.4f} | - | - |")
         for key, r in s["runs"].items():
             lines.append(f"| {s['family']} | {key} s | {s['instances']} | {r['improved']} | {pct(r['median_gain'])} | "
                          f"{pct(r['worst_gain'])} | {pct(r['best_gain'])} | {pct(r['median_gap'])} | {pct(r['worst_gap'])} | "
-                         f"{r['over_best']:.4f} | {r['mcsf_over_it']:.4f} | {r['max_wall_s']:.1f} |")
+                         f"{r['over_best']:.4f} | {r['mcsf_over_it']:.4f} | {r['max_wall_s']:.1f} | {r['cpu_share']:.2f} |")
     lines += ["", "MC-SF against the best schedule we have (the paper's ratio is MC-SF / OPT; best >= OPT, so these "
               "ratios are lower bounds on MC-SF / OPT):", "",
               "| arrivals | instances | median n | MC-SF/best median | mean | worst | MC-SF is best on | best/LB (median) | checker failures |",
@@ -179,6 +182,7 @@ def main(argv=None):
     meta = {"command": "python benchmarks/kv_improve.py " + " ".join(argv if argv is not None else sys.argv[1:]),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, {args.workers} single-thread runs at a time",
             "load": args.load}
+    meta["loadavg_start"] = os.getloadavg()
     t0 = time.perf_counter()
     if args.workers <= 1:
         rows = [run_job(j) for j in jobs]
@@ -188,6 +192,7 @@ def main(argv=None):
         with mp.get_context("spawn").Pool(args.workers, maxtasksperchild=1) as pool:
             rows = list(pool.imap_unordered(run_job, jobs))
     meta["wall_s"] = round(time.perf_counter() - t0, 1)
+    meta["loadavg_end"] = os.getloadavg()
     rows.sort(key=lambda r: (r["family"], r["k"]))
     write_tables(rows, meta, out_md, out_json)
     return 0

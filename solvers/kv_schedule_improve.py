@@ -265,8 +265,9 @@ def _input_starts(instance: KVScheduleInstance, schedule: KVSchedule) -> np.ndar
         if row is None:
             raise InputError("schedule", f"request '{r.id}' (requests[{idx}]) is missing from the schedule")
         starts.append(int(row.start))
-    if len(by_id) != instance.n:
-        raise InputError("schedule", f"the schedule has {len(by_id)} requests, the instance {instance.n}")
+    if len(by_id) != instance.n or len(schedule.requests) != instance.n:
+        raise InputError("schedule", f"the schedule has {len(schedule.requests)} rows for {len(by_id)} ids, "
+                                     f"the instance {instance.n} requests")
     return np.array(starts, dtype=np.int64)
 
 

@@ -146,6 +146,9 @@ def test_bad_calls_are_refused():
         improve_schedule(inst, overlap, seconds=0.1)  # 2 x (1+3) tokens > 6 in round 3
     with pytest.raises(InputError, match="schedule"):
         improve_schedule(inst, KVSchedule((ScheduledRequest("r0", 0, 0, 3),)), seconds=0.1)
+    twice = KVSchedule((ScheduledRequest("r0", 0, 0, 3), ScheduledRequest("r0", 0, 0, 3), ScheduledRequest("r1", 0, 3, 6)))
+    with pytest.raises(InputError, match="schedule"):
+        improve_schedule(inst, twice, seconds=0.1)
     with pytest.raises(InputError, match="seconds"):
         improve_schedule(inst, _serial(inst), seconds=-1)
     with pytest.raises(InputError, match="strategy"):
