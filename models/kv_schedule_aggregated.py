@@ -112,10 +112,14 @@ feasible. Each of these is a lower bound on ``F_(k)``:
    largest h_i in B_k)``.
 
 ``F_(k)`` is non-decreasing in k, so ``C_k`` is the running maximum over ``j <= k`` of the largest
-of these. Measured on the paper family (benchmarks/results/kv_bounds_paper.md) the rows lift the LP
-only where the chain is the binding prefix bound; with prefix makespans taken from heuristic
-schedules (upper bounds, *not* valid) the same rows would lift it to 91-96 %, so a stronger valid
-makespan bound for the prefix sets is where the remaining gap sits.
+of these. Measured on the paper family (benchmarks/results/kv_bounds_paper.md, 10 instances per
+arrival model) the rows lift the window LP by at most 0.0002 of the best schedule (median 0.0000):
+the prefix bound ``sum_k C_k - sum a`` is 0.79 / 0.74 of the best schedule (median) against the
+window LP's 0.86 / 0.84. With prefix makespans taken from heuristic schedules instead (upper bounds,
+*not* valid) the same rows lifted the LP from 0.869 / 0.890 / 0.879 to 0.949 / 0.963 / 0.905 on
+three all-at-0 instances, so stronger valid prefix makespan bounds are the lever; the LP's own
+makespan (the shortest horizon at which the window LP of the first k requests is feasible) equals
+the volume bound there and does not provide them.
 
 *Horizon and windows.* ``T = max_i a_i + sum_i o_i`` and the cut-off windows from a known schedule
 of cost ``U`` are those of ``models.kv_schedule`` (proved in its docstring: every optimal schedule
