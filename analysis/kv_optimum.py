@@ -130,7 +130,8 @@ def formulation_module(name: str):
 def solve_optimum(instance: KVScheduleInstance, *, time_limit_s: float, rel_gap: float = 1e-4,
                   warm_start_policies=("mc-sf", "fcfs"), horizon: int | None = None, use_cutoff: bool = True,
                   relax: bool = False, threads: int = 1, solver_options: dict | None = None,
-                  formulation: str = "time-indexed", bnb_lp_policy: str | None = None) -> OptimumResult:
+                  formulation: str = "time-indexed", bnb_lp_policy: str | None = None,
+                  improve_seconds: float = 0.0) -> OptimumResult:
     """Steps of the module docstring; ``formulation`` picks any Pyomo model module with
     ``build(instance, *, formulation, horizon, relax, cutoff)``, ``extract`` and ``warm_start``."""
     from servopt.models import kv_schedule as reference
@@ -143,7 +144,7 @@ def solve_optimum(instance: KVScheduleInstance, *, time_limit_s: float, rel_gap:
 
             raise InputError("--formulation", "branch-and-bound has no LP relaxation and always uses the proven horizon")
         return _solve_branch_and_bound(instance, time_limit_s=time_limit_s, warm_start_policies=warm_start_policies,
-                                       lp_policy=bnb_lp_policy)
+                                       lp_policy=bnb_lp_policy, improve_seconds=improve_seconds)
 
     t0 = time.perf_counter()
     warm = None
@@ -209,7 +210,7 @@ def solve_optimum(instance: KVScheduleInstance, *, time_limit_s: float, rel_gap:
 
 
 def _solve_branch_and_bound(instance: KVScheduleInstance, *, time_limit_s: float, warm_start_policies,
-                            lp_policy: str | None = None) -> OptimumResult:
+                            lp_policy: str | None = None, improve_seconds: float = 0.0) -> OptimumResult:
     """The exact search of solvers/kv_schedule_bnb.py from the best online-policy schedule, as an OptimumResult."""
     from servopt.solvers.kv_schedule_bnb import branch_and_bound
 
@@ -221,7 +222,7 @@ def _solve_branch_and_bound(instance: KVScheduleInstance, *, time_limit_s: float
         warm_info = {"policy": name, "objective": cost, "accepted": True, "used_as_cutoff": True}
     left = max(0.0, time_limit_s - (time.perf_counter() - t0))
     res = branch_and_bound(instance, time_limit_s=left, incumbent=incumbent, incumbent_source=source,
-                           heuristic_seconds=min(0.5, 0.1 * left),
+                           heuristic_seconds=min(0.5, 0.1 * left), improve_seconds=improve_seconds,
                            **({"lp_policy": lp_policy} if lp_policy else {}))
     return OptimumResult(res.schedule, res.status, res.objective, res.bound, res.gap, time.perf_counter() - t0,
                          "servopt-bnb", res.search_seconds, res.nodes, res.horizon, True, warm_info, {},

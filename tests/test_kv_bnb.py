@@ -153,3 +153,19 @@ def test_unknown_lp_policy_is_an_input_error():
     inst = _instance([(0, 1, 2, 1.0), (0, 1, 3, 1.0)], 10)
     with pytest.raises(InputError, match="lp_policy"):
         branch_and_bound(inst, time_limit_s=5, lp_policy="sometimes")
+
+
+def test_cli_improve_seconds_route(tmp_path, run_cli):
+    from importlib import resources
+
+    path = tmp_path / "example.json"
+    path.write_text(resources.files("servopt.instances").joinpath("data", "example_kv_schedule.json").read_text())
+    for formulation in ("branch-and-bound", "aggregated-window"):
+        out_path = tmp_path / f"{formulation}.json"
+        code, out, err = run_cli("solve", path, "--formulation", formulation, "--time-limit", "20",
+                                 "--improve-seconds", "0.5", "--json", "--out", out_path)
+        assert code == 0, err
+        result = json.loads(out_path.read_text())
+        assert result["status"] == "optimal" and result["objective"] == 56.0  # brute force: tests/test_kv_cli.py
+        code, out, err = run_cli("check", path, out_path)
+        assert code == 0, err

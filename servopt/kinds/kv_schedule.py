@@ -34,6 +34,7 @@ def solve(instance, *, time_limit_s: float, options: dict | None = None) -> dict
     if solver != "highs":
         raise InputError("--solver", f"kv_schedule solves with highs (warm start and bound); got '{solver}'")
     horizon = options.get("horizon")
+    improve_seconds = float(options.get("improve_seconds") or 0.0)
     if horizon is not None and (not isinstance(horizon, int) or horizon < 1):
         raise InputError("--horizon", f"must be a positive integer, got {horizon!r}")
     from servopt.analysis.kv_optimum import formulation_module
@@ -52,9 +53,13 @@ def solve(instance, *, time_limit_s: float, options: dict | None = None) -> dict
 
         name, sched, _ = best_policy_schedule(instance)
         return certify(instance, formulation=formulation, time_limit_s=time_limit_s,
-                       rel_gap=float(options.get("rel_gap", 1e-4)), warm_starts={name: sched}).to_dict(instance)
+                       rel_gap=float(options.get("rel_gap", 1e-4)), warm_starts={name: sched},
+                       improve_seconds=improve_seconds).to_dict(instance)
+    if improve_seconds and formulation != "branch-and-bound":
+        raise InputError("--improve-seconds", f"applies to branch-and-bound and the aggregated* formulations, not '{formulation}'")
     opt = solve_optimum(instance, time_limit_s=time_limit_s, rel_gap=float(options.get("rel_gap", 1e-4)),
-                        horizon=horizon, relax=bool(options.get("relax", False)), formulation=formulation)
+                        horizon=horizon, relax=bool(options.get("relax", False)), formulation=formulation,
+                        improve_seconds=improve_seconds)
     result = opt.to_dict(instance)
     if result["status"] == "infeasible":
         from servopt.errors import InfeasibleError
