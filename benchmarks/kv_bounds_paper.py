@@ -39,6 +39,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared part-file helpers, also under python -P
+from _runs import write_table  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 ALL_BOUNDS = ("lp-aggregated", "lp-window", "lp-window-q1-4", "lp-window+cliques", "lp-count",
@@ -188,10 +191,7 @@ def write_tables(rows, meta, path_md: Path, path_json: Path):
         cells = [_f(d[b]["share"], "{:.4f}") if b in d else "-" for b in meta["bounds"]]
         lines.append(f"| {fam} | {k} | {any_row['n']} | {any_row['M']} | {any_row['s']} | {any_row['best']:.0f} | "
                      + " | ".join(cells) + " |")
-    path_md.parent.mkdir(parents=True, exist_ok=True)
-    path_md.write_text("\n".join(lines) + "\n")
-    path_json.write_text(json.dumps({"meta": meta, "summary": summary, "rows": rows}, indent=1))
-    print("\n".join(lines))
+    write_table(path_md, path_json, lines, meta=meta, summary=summary, rows=rows)
 
 
 def main(argv=None):

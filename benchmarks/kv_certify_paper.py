@@ -35,10 +35,14 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared part-file helpers, also under python -P
+from _runs import read_parts  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ALL_FORMULATIONS = ("naive", "time-indexed", "aggregated", "aggregated-card", "aggregated-window", "aggregated-count")
@@ -226,11 +230,7 @@ def main(argv=None):
     out_md = Path(args.out)
     out_json = Path(args.out_json) if args.out_json else out_md.with_suffix(".json")
     if args.merge:
-        rows, metas = [], []
-        for p in args.merge:
-            d = json.loads(Path(p).read_text())
-            rows += d["rows"]
-            metas.append(d["meta"])
+        rows, metas = read_parts(args.merge)
         meta = dict(metas[0])
         meta["command"] = " + ".join(m["command"] for m in metas)
         meta["machine"] = " + ".join(sorted({m["machine"] for m in metas}))

@@ -36,6 +36,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared part-file helpers, also under python -P
+from _runs import read_parts, write_table  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -144,10 +147,7 @@ def write_tables(rows, meta, path_md: Path, path_json: Path):
         lines.append(f"| {s['family']} | {s['instances']} | {s['median_n']:.0f} | {s['mcsf_over_best_median']:.4f} | "
                      f"{s['mcsf_over_best_mean']:.4f} | {s['mcsf_over_best_worst']:.4f} | {s['mcsf_is_best']} of {s['instances']} | "
                      f"{s['best_over_lb']:.3f} | {s['checker_failures']} |")
-    path_md.parent.mkdir(parents=True, exist_ok=True)
-    path_md.write_text("\n".join(lines) + "\n")
-    path_json.write_text(json.dumps({"meta": meta, "summary": summary, "rows": rows}, indent=1))
-    print("\n".join(lines))
+    write_table(path_md, path_json, lines, meta=meta, summary=summary, rows=rows)
 
 
 def main(argv=None):
@@ -166,11 +166,7 @@ def main(argv=None):
     out_md = Path(args.out)
     out_json = out_md.with_suffix(".json")
     if args.merge:
-        rows, metas = [], []
-        for p in args.merge:
-            d = json.loads(Path(p).read_text())
-            rows += d["rows"]
-            metas.append(d["meta"])
+        rows, metas = read_parts(args.merge)
         meta = dict(metas[0], command=" + ".join(m["command"] for m in metas),
                     load=" + ".join(sorted({m["load"] for m in metas})), wall_s=sum(m.get("wall_s") or 0 for m in metas))
         write_tables(rows, meta, out_md, out_json)
