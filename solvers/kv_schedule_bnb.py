@@ -170,6 +170,7 @@ class _NodeLP:
         self.rows_t = full[self.groups:, :].T.tocsr()  # A^T of the <= rows (assignment rows come first)
         self.rhs = np.asarray(lp.row_upper_)[self.groups:]
         self.cost = np.asarray(lp.col_cost_)
+        self.status = highspy.HighsModelStatus  # looked up once: ``solve`` runs at many nodes
         self.solves = 0
 
     def _box(self, starts, unstarted, e):
@@ -200,12 +201,10 @@ class _NodeLP:
         self.h.changeColsBounds(self.ncol, self.idx, box[0], box[1])
         self.h.run()
         self.solves += 1
-        import highspy
-
         status = self.h.getModelStatus()
-        if status == highspy.HighsModelStatus.kInfeasible:
+        if status == self.status.kInfeasible:
             return math.inf, None
-        if status != highspy.HighsModelStatus.kOptimal:
+        if status != self.status.kOptimal:
             return -math.inf, None  # no verdict from the LP: no bound, keep the ancestor's multipliers
         u = np.maximum(-np.asarray(self.h.getSolution().row_dual)[self.groups:], 0.0)
         rc = self.cost + self.rows_t @ u
@@ -285,6 +284,10 @@ class BnBResult:
         return self.schedule.to_dataframe()
 
 
+def _gap(objective: float, bound: float) -> float:
+    return 0.0 if objective <= bound + 1e-9 else (objective - bound) / max(abs(objective), 1e-9)
+
+
 def _integral(instance: KVScheduleInstance) -> bool:
     return instance.objective in ("total_latency", "makespan") or all(float(r.weight).is_integer() for r in instance.requests)
 
@@ -320,7 +323,7 @@ def branch_and_bound(instance: KVScheduleInstance, *, time_limit_s: float, incum
                                   lp_policy=lp_policy)
         if second.bound < first.bound:  # both bounds are valid: report the larger
             second.bound = first.bound
-            second.gap = 0.0 if second.objective <= second.bound + 1e-9 else (second.objective - second.bound) / max(abs(second.objective), 1e-9)
+            second.gap = _gap(second.objective, second.bound)
             if second.gap == 0.0:
                 second.status = "optimal"
         second.solve_seconds = time.perf_counter() - t0
@@ -558,7 +561,7 @@ def branch_and_bound(instance: KVScheduleInstance, *, time_limit_s: float, incum
                  for r, p in zip(reqs, starts_final))
     schedule = KVSchedule(rows, objective_name=obj, method=f"branch-and-bound({best_source[0]})")
     objective = schedule.objective_value(instance)
-    gap = 0.0 if objective <= final_bound + 1e-9 else (objective - final_bound) / max(abs(objective), 1e-9)
+    gap = _gap(objective, final_bound)
     if gap == 0.0:
         status = "optimal"
     tried = dict(tried)

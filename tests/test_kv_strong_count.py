@@ -4,7 +4,6 @@ exclusive-window levels (measured candidates that did not lift the bound) stay v
 from __future__ import annotations
 
 import itertools
-import json
 
 import numpy as np
 import pytest
@@ -161,18 +160,3 @@ def test_conflict_cliques_cut_the_plain_lp_of_the_hand_example():
     res, _ = solve_direct(dm, time_limit_s=20, rel_gap=0)
     assert res.objective < 9 - 1e-6
     assert conflict_clique_cuts(dm, dm.highs.getSolution().col_value)
-
-
-def test_cli_solve_with_the_count_formulation(run_cli, tmp_path):
-    inst_path = tmp_path / "inst.json"
-    inst_path.write_text(json.dumps(synthetic(3, n=8, memory_tokens=14)))
-    out = tmp_path / "res.json"
-    code, _, stderr = run_cli("solve", inst_path, "--formulation", "aggregated-count", "--time-limit", "20",
-                              "--rel-gap", "0", "--out", out, "--json")
-    assert code == 0, stderr
-    result = json.loads(out.read_text())
-    assert result["formulation"] == "aggregated-count" and result["status"] == "optimal"
-    inst = KVScheduleInstance.from_dict(json.loads(inst_path.read_text()))
-    assert result["objective"] == brute_force_optimum(inst)[0]
-    code, stdout, stderr = run_cli("check", inst_path, out)
-    assert code == 0, stdout + stderr

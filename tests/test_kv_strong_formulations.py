@@ -190,17 +190,18 @@ def test_chain_bound_is_tight_on_the_hand_example_and_never_above_the_optimum():
     assert tight >= 1  # the bound is not vacuous on tiny instances
 
 
-def test_cli_solve_with_a_strong_formulation(run_cli, tmp_path):
+@pytest.mark.parametrize("formulation, seed", [("aggregated", 2), ("aggregated-count", 3)])
+def test_cli_solve_with_a_strong_formulation(run_cli, tmp_path, formulation, seed):
     import json
 
     inst_path = tmp_path / "inst.json"
-    inst_path.write_text(json.dumps(synthetic(2, n=8, memory_tokens=14)))
+    inst_path.write_text(json.dumps(synthetic(seed, n=8, memory_tokens=14)))
     out = tmp_path / "res.json"
-    code, stdout, stderr = run_cli("solve", inst_path, "--formulation", "aggregated", "--time-limit", "20",
+    code, stdout, stderr = run_cli("solve", inst_path, "--formulation", formulation, "--time-limit", "20",
                                    "--rel-gap", "0", "--out", out, "--json")
     assert code == 0, stderr
     result = json.loads(out.read_text())
-    assert result["formulation"] == "aggregated" and result["status"] == "optimal"
+    assert result["formulation"] == formulation and result["status"] == "optimal"
     inst = KVScheduleInstance.from_dict(json.loads(inst_path.read_text()))
     assert result["objective"] == brute_force_optimum(inst)[0]
     code, stdout, stderr = run_cli("check", inst_path, out)
