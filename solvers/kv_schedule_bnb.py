@@ -432,6 +432,8 @@ def branch_and_bound(instance: KVScheduleInstance, *, time_limit_s: float, incum
         return cost_so_far + max(by_volume, by_chain, by_position) - sum_a
 
     def prunes(b):
+        if b == math.inf:  # the node LP's box is empty: no completion lies inside the cut-off windows
+            return True
         if integral:
             return math.ceil(b - 1e-6) >= best_cost[0] - 1e-9
         return b >= best_cost[0] - 1e-9

@@ -169,3 +169,15 @@ def test_cli_improve_seconds_route(tmp_path, run_cli):
         assert result["status"] == "optimal" and result["objective"] == 56.0  # brute force: tests/test_kv_cli.py
         code, out, err = run_cli("check", path, out_path)
         assert code == 0, err
+
+
+def test_a_node_whose_lp_box_is_empty_is_pruned_not_an_error():
+    # found by hypothesis: the 'decision' policy reached a node with no start left inside the
+    # cut-off windows (LP bound +inf), and rounding that bound up overflowed
+    rows = [(0, 2, 8, 1.0), (1, 0, 11, 3.0)]
+    for objective in ("total_latency", "weighted_latency"):
+        inst = _instance(rows, 13, objective)
+        expected, _ = brute_force_optimum(inst)
+        for policy in ("decision", "always"):
+            res = branch_and_bound(inst, time_limit_s=20, heuristic_seconds=0.0, lp_policy=policy)
+            assert res.status == "optimal" and res.objective == pytest.approx(expected, abs=1e-9)
