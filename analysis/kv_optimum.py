@@ -131,9 +131,11 @@ def solve_optimum(instance: KVScheduleInstance, *, time_limit_s: float, rel_gap:
                   warm_start_policies=("mc-sf", "fcfs"), horizon: int | None = None, use_cutoff: bool = True,
                   relax: bool = False, threads: int = 1, solver_options: dict | None = None,
                   formulation: str = "time-indexed", bnb_lp_policy: str | None = None,
-                  improve_seconds: float = 0.0) -> OptimumResult:
+                  improve_seconds: float = 0.0, bnb_options: dict | None = None) -> OptimumResult:
     """Steps of the module docstring; ``formulation`` picks any Pyomo model module with
-    ``build(instance, *, formulation, horizon, relax, cutoff)``, ``extract`` and ``warm_start``."""
+    ``build(instance, *, formulation, horizon, relax, cutoff)``, ``extract`` and ``warm_start``.
+    ``bnb_options``: further keyword arguments of ``solvers.kv_schedule_bnb.branch_and_bound``
+    (``candidate_order``, ``justify_deferrals``) for the branch-and-bound formulation."""
     from servopt.models import kv_schedule as reference
     from servopt.solvers.highs import relative_gap, solve
 
@@ -144,7 +146,8 @@ def solve_optimum(instance: KVScheduleInstance, *, time_limit_s: float, rel_gap:
 
             raise InputError("--formulation", "branch-and-bound has no LP relaxation and always uses the proven horizon")
         return _solve_branch_and_bound(instance, time_limit_s=time_limit_s, warm_start_policies=warm_start_policies,
-                                       lp_policy=bnb_lp_policy, improve_seconds=improve_seconds)
+                                       lp_policy=bnb_lp_policy, improve_seconds=improve_seconds,
+                                       options=bnb_options)
 
     t0 = time.perf_counter()
     warm = None
@@ -210,7 +213,8 @@ def solve_optimum(instance: KVScheduleInstance, *, time_limit_s: float, rel_gap:
 
 
 def _solve_branch_and_bound(instance: KVScheduleInstance, *, time_limit_s: float, warm_start_policies,
-                            lp_policy: str | None = None, improve_seconds: float = 0.0) -> OptimumResult:
+                            lp_policy: str | None = None, improve_seconds: float = 0.0,
+                            options: dict | None = None) -> OptimumResult:
     """The exact search of solvers/kv_schedule_bnb.py from the best online-policy schedule, as an OptimumResult."""
     from servopt.solvers.kv_schedule_bnb import branch_and_bound
 
@@ -223,7 +227,7 @@ def _solve_branch_and_bound(instance: KVScheduleInstance, *, time_limit_s: float
     left = max(0.0, time_limit_s - (time.perf_counter() - t0))
     res = branch_and_bound(instance, time_limit_s=left, incumbent=incumbent, incumbent_source=source,
                            heuristic_seconds=min(0.5, 0.1 * left), improve_seconds=improve_seconds,
-                           **({"lp_policy": lp_policy} if lp_policy else {}))
+                           **({"lp_policy": lp_policy} if lp_policy else {}), **(options or {}))
     return OptimumResult(res.schedule, res.status, res.objective, res.bound, res.gap, time.perf_counter() - t0,
                          "servopt-bnb", res.search_seconds, res.nodes, res.horizon, True, warm_info, {},
                          0.0, formulation="branch-and-bound", bound_source="branch-and-bound")

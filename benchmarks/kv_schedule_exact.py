@@ -35,10 +35,19 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def _solve_one(job) -> dict:
     model, n, k, form, time_limit = job
     inst = KVScheduleInstance.from_dict(synthetic(np.random.default_rng([2026, n, k]), arrival_model=model, n=n))
-    policy = form[len("branch-and-bound["):-1] if form.startswith("branch-and-bound[") else None
+    policy, options = None, {}
+    if form.startswith("branch-and-bound["):  # branch-and-bound[POLICY;OPTION;...], see --bnb-lp-policies
+        policy, *extra = form[len("branch-and-bound["):-1].split(";")
+        for token in extra:
+            if token in ("longest-first", "shortest-first"):
+                options["candidate_order"] = token
+            elif token == "no-justify":
+                options["justify_deferrals"] = False
+            else:
+                raise SystemExit(f"unknown branch-and-bound option '{token}' in {form}")
     t0 = time.perf_counter()
     res = solve_optimum(inst, time_limit_s=time_limit, rel_gap=0.0,
-                        formulation="branch-and-bound" if policy else form, bnb_lp_policy=policy)
+                        formulation="branch-and-bound" if policy else form, bnb_lp_policy=policy, bnb_options=options)
     return {"model": model, "formulation": form, "n": n, "seed": k, "M": inst.memory_tokens, "status": res.status,
             "objective": res.objective, "bound": res.bound, "bound_source": res.bound_source,
             "gap": res.gap, "seconds": time.perf_counter() - t0, "warm": res.warm_start,
@@ -54,8 +63,9 @@ def main(argv=None) -> int:
     ap.add_argument("--formulations", default="time-indexed",
                     help="comma-separated formulations (any a models/kv_schedule*.py module lists), e.g. time-indexed,aggregated-card")
     ap.add_argument("--bnb-lp-policies", default="",
-                    help="with branch-and-bound: comma-separated LP policies of solvers/kv_schedule_bnb.py (none,root,decision,always), "
-                         "each a row 'branch-and-bound[policy]'")
+                    help="with branch-and-bound: comma-separated LP policies of solvers/kv_schedule_bnb.py (none,root,decision,shallow,always), "
+                         "each a row 'branch-and-bound[policy]'; append ';shortest-first' (candidate order, default longest-first) "
+                         "or ';no-justify' (no justified-deferral rule) to a policy to change the search, e.g. root;shortest-first;no-justify")
     ap.add_argument("--workers", type=int, default=1, help="instances solved in parallel (one process each)")
     ap.add_argument("--out", default=str(RESULTS / "kv_schedule_exact"))
     args = ap.parse_args(argv)

@@ -19,7 +19,7 @@ A node is a *decision round* ``t``, the set ``U`` of unstarted requests, the loa
 the started requests hold in every round ``t' > t``, and the cost ``cost`` of the started requests
 (their finishes are fixed: ``f_i = p_i + o_i``). At round ``t`` the candidates are the unstarted
 requests whose ramp fits on top of ``load`` when started at ``t``; the search takes them one by one
-(shortest output first) and branches *start at t* / *not at t*. After the last candidate it jumps to
+(``candidate_order``: longest output first by default) and branches *start at t* / *not at t*. After the last candidate it jumps to
 the next decision round ``t' = min_{j in U} e_j``, where ``e_j`` is the earliest round ``>= t+1``
 (and ``>= a_j``) at which ``j``'s ramp fits on top of ``load``.
 
@@ -131,6 +131,7 @@ FORMULATIONS = ("branch-and-bound",)
 # every node; decision: re-solve the node LP at every decision round; shallow: at the decision rounds
 # of nodes with at most half of the requests started; always: at every node
 LP_POLICIES = ("none", "root", "decision", "shallow", "always")
+CANDIDATE_ORDERS = ("longest-first", "shortest-first")
 
 
 class _TimeUp(Exception):
@@ -318,7 +319,7 @@ def branch_and_bound(instance: KVScheduleInstance, *, time_limit_s: float, incum
                      incumbent_source: str = "given", heuristic_seconds: float = 0.5,
                      memo_limit: int = 3_000_000, memo_per_set: int = 64, lp_policy: str = "root",
                      improve_seconds: float = 0.0, quick_seconds: float = 1.0,
-                     justify_deferrals: bool = True) -> BnBResult:
+                     justify_deferrals: bool = True, candidate_order: str = "longest-first") -> BnBResult:
     """Exact optimum by the search of the module docstring (incumbent and a valid bound at the limit).
 
     ``incumbent``: a feasible non-preemptive schedule to start from; when None, the SGS and
@@ -337,14 +338,15 @@ def branch_and_bound(instance: KVScheduleInstance, *, time_limit_s: float, incum
         first = branch_and_bound(instance, time_limit_s=quick_seconds, incumbent=incumbent,
                                  incumbent_source=incumbent_source, heuristic_seconds=heuristic_seconds,
                                  memo_limit=memo_limit, memo_per_set=memo_per_set, lp_policy=lp_policy,
-                                 justify_deferrals=justify_deferrals)
+                                 justify_deferrals=justify_deferrals, candidate_order=candidate_order)
         if first.status == "optimal":
             return first
         improved, _ = improve_schedule(instance, first.schedule, seconds=improve_seconds)
         left = max(0.0, time_limit_s - (time.perf_counter() - t0))
         second = branch_and_bound(instance, time_limit_s=left, incumbent=improved, incumbent_source="improved",
                                   heuristic_seconds=0.0, memo_limit=memo_limit, memo_per_set=memo_per_set,
-                                  lp_policy=lp_policy, justify_deferrals=justify_deferrals)
+                                  lp_policy=lp_policy, justify_deferrals=justify_deferrals,
+                                  candidate_order=candidate_order)
         if second.bound < first.bound:  # both bounds are valid: report the larger
             second.bound = first.bound
             second.gap = _gap(second.objective, second.bound)
@@ -385,7 +387,8 @@ def branch_and_bound(instance: KVScheduleInstance, *, time_limit_s: float, incum
     for j in range(n):
         key = (s[j], o[j], w[j])
         twin_before.append([i for i in range(n) if (s[i], o[i], w[i]) == key and (a[i], i) < (a[j], j)])
-    order = sorted(range(n), key=lambda j: (o[j], a[j], j))  # candidates: shortest output first
+    # candidates branch in this order at a decision round; longest first measured better (module docstring)
+    order = sorted(range(n), key=lambda j: (-o[j] if candidate_order == "longest-first" else o[j], a[j], j))
     starts = [-1] * n
 
     def fits(j, p):
@@ -464,6 +467,8 @@ def branch_and_bound(instance: KVScheduleInstance, *, time_limit_s: float, incum
         return b >= best_cost[0] - 1e-9
 
     node_lp = None
+    if candidate_order not in CANDIDATE_ORDERS:
+        raise InputError("candidate_order", f"unknown candidate order '{candidate_order}' (known: {', '.join(CANDIDATE_ORDERS)})")
     if lp_policy not in LP_POLICIES:
         raise InputError("lp_policy", f"unknown LP policy '{lp_policy}' (known: {', '.join(LP_POLICIES)})")
     if lp_policy != "none" and obj != "makespan" and n > 1:

@@ -149,6 +149,12 @@ def test_staged_improvement_keeps_the_optimum():
     assert check_result(inst, staged.to_dict(inst)) == []
 
 
+def test_unknown_candidate_order_is_an_input_error():
+    inst = _instance([(0, 1, 2, 1.0), (0, 1, 3, 1.0)], 6)
+    with pytest.raises(InputError, match="candidate_order"):
+        branch_and_bound(inst, time_limit_s=5, candidate_order="random")
+
+
 def test_unknown_lp_policy_is_an_input_error():
     inst = _instance([(0, 1, 2, 1.0), (0, 1, 3, 1.0)], 10)
     with pytest.raises(InputError, match="lp_policy"):
@@ -204,10 +210,11 @@ def crowded_twin_instances(draw):
 def test_deferral_rule_and_twin_order_keep_the_optimum(inst):
     expected, _ = brute_force_optimum(inst)
     for justify in (True, False):
-        res = branch_and_bound(inst, time_limit_s=20, heuristic_seconds=0.0, lp_policy="none",
-                               justify_deferrals=justify)
-        assert res.status == "optimal" and res.objective == pytest.approx(expected, abs=1e-9)
-        assert check_result(inst, res.to_dict(inst)) == []
+        for order in ("longest-first", "shortest-first"):
+            res = branch_and_bound(inst, time_limit_s=20, heuristic_seconds=0.0, lp_policy="none",
+                                   justify_deferrals=justify, candidate_order=order)
+            assert res.status == "optimal" and res.objective == pytest.approx(expected, abs=1e-9)
+            assert check_result(inst, res.to_dict(inst)) == []
 
 
 def test_deferral_rule_prunes_and_keeps_the_optimum_on_the_paper_family():
