@@ -98,8 +98,8 @@ order, and ``f_pi(k) >= L^B_(k)`` as for the volume bound. The total-latency bou
 the LP relaxation of the ``aggregated-window`` program (models/kv_schedule_aggregated.py) over the
 root's box and, at every node, evaluates the Lagrangian bound with the root's row duals in O(n);
 ``decision`` re-solves the node LP at every decision round (and passes its duals down);
-``shallow`` only at the decision rounds of nodes with at most half of the requests started;
-``always`` at every node; ``none`` uses the combinatorial bounds only. Measured on 6+6 instances of
+``shallow`` only at the decision rounds of nodes with at most half of the requests started,
+``quarter`` with at most a quarter; ``always`` at every node; ``none`` uses the combinatorial bounds only. Measured on 6+6 instances of
 n = 10 and 12 (benchmarks/results/kv_schedule_exact_lp.md, 60 s): the LP bounds shrink the gap left
 at the time limit (n = 12 Poisson mean 10.1 % -> 4.4 %) but prove no more instances than ``none``;
 the remaining n = 12 instances are limited by the incumbent as much as by the bound (Poisson seed 1:
@@ -129,8 +129,8 @@ from servopt.instances.kv_schedule import KVSchedule, KVScheduleInstance, Schedu
 FORMULATIONS = ("branch-and-bound",)
 # none: combinatorial bounds only; root: plus the root LP and the Lagrangian bound with its duals at
 # every node; decision: re-solve the node LP at every decision round; shallow: at the decision rounds
-# of nodes with at most half of the requests started; always: at every node
-LP_POLICIES = ("none", "root", "decision", "shallow", "always")
+# of nodes with at most half of the requests started; quarter: at most a quarter; always: at every node
+LP_POLICIES = ("none", "root", "decision", "shallow", "quarter", "always")
 CANDIDATE_ORDERS = ("longest-first", "shortest-first")
 
 
@@ -488,6 +488,8 @@ def branch_and_bound(instance: KVScheduleInstance, *, time_limit_s: float, incum
             return True
         if lp_policy == "shallow":
             return idx == 0 and 2 * (n - len(unstarted)) <= n
+        if lp_policy == "quarter":
+            return idx == 0 and 4 * (n - len(unstarted)) <= n
         return lp_policy == "decision" and idx == 0  # "root": the root's multipliers serve every node  # bounds of the nodes whose "not at t" branch is still to be searched
     deadline = t0 + time_limit_s
     open_bounds: list[float] = []  # bounds of nodes abandoned at the time limit

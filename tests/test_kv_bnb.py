@@ -106,7 +106,7 @@ def test_solve_optimum_and_cli_route(tmp_path, run_cli):
     assert code == 2 and "--export" in err
 
 
-@pytest.mark.parametrize("policy", ["none", "root", "decision", "shallow", "always"])
+@pytest.mark.parametrize("policy", ["none", "root", "decision", "shallow", "quarter", "always"])
 @settings(max_examples=25, deadline=None)
 @given(inst=tiny_instances())
 def test_every_lp_policy_equals_brute_force(policy, inst):
