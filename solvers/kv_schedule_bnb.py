@@ -49,9 +49,14 @@ rounds are ``<= t'``, or even the most load the unstarted requests could still a
 (``sum_k min(s_k + r - t', s_k + o_k)`` over the unstarted ``k != j``) leaves it unblocked. The rule
 removes only schedules that a single move improves strictly, so no optimal schedule is lost; the
 memo below stays valid because the schedule it maps an optimum to is optimal too, hence justified.
-Makespan is excluded (an earlier finish need not lower it). Measured on the six n = 12 Poisson
-instances of benchmarks/results/kv_schedule_exact_lp.md (2-core machine, 30 s, LP policy ``root``):
-seeds 3, 4 and 5 proven in 24.6, 10.8 and 0.9 s instead of unproven, 22.9 and 1.9 s.
+Makespan is excluded (an earlier finish need not lower it).
+
+*Measured* (benchmarks/results/kv_schedule_exact_order.md: device host, 16 solves at a time, 60 s,
+12 seeds per n and arrival model, LP policy ``root``): with the deferral rule and candidates longest
+output first, n = 12 all at 0: 12 of 12 proven (median 5.1 s, slowest 33.6 s); Poisson: 10 of 12
+(median 7.1 s). Shortest first without the rule (twin order by arrival on in both): 10 of 12
+(median 15.1 s) and 10 of 12 (16.1 s). Why longest first wins is not measured; a plausible reason is
+that starting a long ramp fixes memory for many rounds, so the two branches' bounds part sooner.
 
 *Dominance memo.* For every set ``U`` the search keeps up to ``memo_per_set`` fully explored decision
 nodes ``(t_A, load_A, cost_A)``. A new node ``(t_B, U, load_B, cost_B)`` is dropped when a kept one has
