@@ -137,6 +137,8 @@ FORMULATIONS = ("branch-and-bound",)
 # of nodes with at most half of the requests started; quarter: at most a quarter; always: at every node
 LP_POLICIES = ("none", "root", "decision", "shallow", "quarter", "always")
 CANDIDATE_ORDERS = ("longest-first", "shortest-first")
+# auto: the compiled search (solvers/kv_schedule_bnb_kernel.py) where it applies, else the Python one
+ENGINES = ("auto", "compiled", "python")
 
 
 class _TimeUp(Exception):
@@ -316,6 +318,17 @@ def _gap(objective: float, bound: float) -> float:
     return 0.0 if objective <= bound + 1e-9 else (objective - bound) / max(abs(objective), 1e-9)
 
 
+def _use_kernel(engine: str, lp_policy: str, objective: str, node_lp) -> bool:
+    """The compiled search (solvers/kv_schedule_bnb_kernel.py) runs LP policies none/root on latency objectives."""
+    if engine == "python":
+        return False
+    supported = lp_policy in ("none", "root") and objective != "makespan"
+    if engine == "compiled" and not supported:
+        raise InputError("engine", f"the compiled search runs LP policies none and root on latency objectives, "
+                                   f"not '{lp_policy}' on '{objective}'; use engine='python'")
+    return supported
+
+
 def _integral(instance: KVScheduleInstance) -> bool:
     return instance.objective in ("total_latency", "makespan") or all(float(r.weight).is_integer() for r in instance.requests)
 
@@ -324,7 +337,8 @@ def branch_and_bound(instance: KVScheduleInstance, *, time_limit_s: float, incum
                      incumbent_source: str = "given", heuristic_seconds: float = 0.5,
                      memo_limit: int = 3_000_000, memo_per_set: int = 64, lp_policy: str = "root",
                      improve_seconds: float = 0.0, quick_seconds: float = 1.0,
-                     justify_deferrals: bool = True, candidate_order: str = "longest-first") -> BnBResult:
+                     justify_deferrals: bool = True, candidate_order: str = "longest-first",
+                     engine: str = "auto") -> BnBResult:
     """Exact optimum by the search of the module docstring (incumbent and a valid bound at the limit).
 
     ``incumbent``: a feasible non-preemptive schedule to start from; when None, the SGS and
@@ -343,7 +357,7 @@ def branch_and_bound(instance: KVScheduleInstance, *, time_limit_s: float, incum
         first = branch_and_bound(instance, time_limit_s=quick_seconds, incumbent=incumbent,
                                  incumbent_source=incumbent_source, heuristic_seconds=heuristic_seconds,
                                  memo_limit=memo_limit, memo_per_set=memo_per_set, lp_policy=lp_policy,
-                                 justify_deferrals=justify_deferrals, candidate_order=candidate_order)
+                                 justify_deferrals=justify_deferrals, candidate_order=candidate_order, engine=engine)
         if first.status == "optimal":
             return first
         improved, _ = improve_schedule(instance, first.schedule, seconds=improve_seconds)
@@ -351,7 +365,7 @@ def branch_and_bound(instance: KVScheduleInstance, *, time_limit_s: float, incum
         second = branch_and_bound(instance, time_limit_s=left, incumbent=improved, incumbent_source="improved",
                                   heuristic_seconds=0.0, memo_limit=memo_limit, memo_per_set=memo_per_set,
                                   lp_policy=lp_policy, justify_deferrals=justify_deferrals,
-                                  candidate_order=candidate_order)
+                                  candidate_order=candidate_order, engine=engine)
         if second.bound < first.bound:  # both bounds are valid: report the larger
             second.bound = first.bound
             second.gap = _gap(second.objective, second.bound)
@@ -472,6 +486,8 @@ def branch_and_bound(instance: KVScheduleInstance, *, time_limit_s: float, incum
         return b >= best_cost[0] - 1e-9
 
     node_lp = None
+    if engine not in ENGINES:
+        raise InputError("engine", f"unknown engine '{engine}' (known: {', '.join(ENGINES)})")
     if candidate_order not in CANDIDATE_ORDERS:
         raise InputError("candidate_order", f"unknown candidate order '{candidate_order}' (known: {', '.join(CANDIDATE_ORDERS)})")
     if lp_policy not in LP_POLICIES:
@@ -634,14 +650,38 @@ def branch_and_bound(instance: KVScheduleInstance, *, time_limit_s: float, incum
     all_req = set(range(n))
     e0 = {j: earliest(j, 0) for j in all_req}
     root_bound = bound(min(e0.values()), all_req, e0, 0.0)  # no request starts before min e0
+    root_multipliers = None
     if node_lp is not None:
-        root_bound = max(root_bound, node_lp.solve(starts, all_req, e0)[0])
+        root_value, root_multipliers = node_lp.solve(starts, all_req, e0)
+        root_bound = max(root_bound, root_value)
     status = "optimal"
     t1 = time.perf_counter()
-    try:
-        decision_round(min(e0.values()), all_req, e0, 0.0, None)
-    except _TimeUp:
-        status = "time_limit"
+    if _use_kernel(engine, lp_policy, obj, node_lp):
+        from servopt.solvers import kv_schedule_bnb_kernel as kernel
+
+        lp = None
+        if node_lp is not None and root_multipliers is not None:
+            const, rc, suffix_min = root_multipliers
+            lp = (const, rc, np.concatenate(suffix_min), [node_lp.group_of[j] for j in range(n)],
+                  node_lp.lo, node_lp.hi, node_lp.offset)
+        twin_matrix = np.zeros((n, n), dtype=bool)
+        for j, before in enumerate(twin_before):
+            twin_matrix[j, before] = True
+        cost_k, starts_k, nodes_k, prunes_k, finished, open_bound, improved = kernel.search(
+            M=M, a=a, s=s, o=o, w=w, weighted=obj == "weighted_latency", integral=integral, justify=justify,
+            order=order, twin_before=twin_matrix, best_cost=best_cost[0], best_starts=best_starts[0],
+            time_limit_s=max(0.0, deadline - time.perf_counter()), lp=lp)
+        if improved:
+            best_cost[0], best_starts[0], best_source[0] = cost_k, starts_k, "branch-and-bound"
+        stats.update(nodes=nodes_k, unjustified=prunes_k)
+        if not finished:
+            status = "time_limit"
+            stats["open_bound"] = open_bound
+    else:
+        try:
+            decision_round(min(e0.values()), all_req, e0, 0.0, None)
+        except _TimeUp:
+            status = "time_limit"
     search_s = time.perf_counter() - t1
     if status == "optimal":
         final_bound = best_cost[0]

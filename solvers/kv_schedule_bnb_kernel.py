@@ -1,0 +1,400 @@
+r"""The search of solvers/kv_schedule_bnb.py compiled with numba (``engine="compiled"``).
+
+Same tree, same bounds, same rules as the Python search there (its module docstring has the
+proofs): chronological branching *start at t* / *not at t* over the candidates of each decision
+round, the symmetry rule for twins, the justified-deferral rule, the residual volume / chain /
+position bounds, and the Lagrangian bound with the root LP's row duals (LP policy ``root``) or
+none (``none``). Two differences, both about speed, neither about correctness:
+
+* no dominance memo: on n = 12 instances it saved 5-45 % of the nodes but not time in Python
+  (measured: all at 0 seed 1, 81,757 vs 88,062 nodes, 5.7 vs 5.6 s), and it would need a large
+  pool of load vectors here;
+* node LPs are never re-solved (HiGHS cannot be called from compiled code), so the LP policies
+  ``decision``, ``shallow``, ``quarter`` and ``always`` and the makespan objective stay with the
+  Python search.
+
+Every function works on plain numpy arrays (``unst[j]`` true while j is unstarted, ``starts[j]`` the
+start or -1, ``load[r]`` the tokens held in round r, ``e[j]`` a valid earliest start of unstarted j).
+The search is a loop over an explicit stack (``_search``), so that numba can cache the compiled
+code on disk (``cache=True``; it cannot cache recursive functions).
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+from numba import njit, objmode
+
+CLOCK_EVERY = 4096  # nodes between two reads of the clock
+
+
+@njit(cache=True)
+def _fits(load, cap, o, j, p):
+    for k in range(o[j]):
+        if load[p + 1 + k] > cap[j, k]:
+            return False
+    return True
+
+
+@njit(cache=True)
+def _earliest(load, cap, a, o, j, lo):
+    p = max(lo, a[j])
+    while not _fits(load, cap, o, j, p):
+        p += 1
+    return p
+
+
+@njit(cache=True)
+def _add(load, s, o, j, p, sign):
+    for k in range(o[j]):
+        load[p + 1 + k] += sign * (s[j] + k + 1)
+
+
+@njit(cache=True)
+def _bound(t, unst, e, cost, M, a, s, o, w, vol, peak, load, weighted):
+    """The combinatorial bound of the Python search (``bound`` there), line by line."""
+    n = len(a)
+    m = 0
+    for j in range(n):
+        if unst[j]:
+            m += 1
+    if m == 0:
+        return cost
+    if weighted:
+        total = cost
+        for j in range(n):
+            if unst[j]:
+                total += w[j] * (e[j] + o[j] - a[j])
+        return total
+    L = np.empty(m, np.int64)
+    V = np.empty(m, np.int64)
+    q = 0
+    sum_a = 0
+    for j in range(n):
+        if unst[j]:
+            L[q] = e[j] + o[j]
+            V[q] = vol[j]
+            sum_a += a[j]
+            q += 1
+    L.sort()
+    V.sort()
+    H = len(load) - 1
+    taus = np.empty(m, np.int64)
+    need_idx = 0
+    need = V[0]
+    acc = 0
+    tt = t
+    while need_idx < m:
+        tt += 1
+        acc += (M - load[tt]) if tt <= H else M
+        while need_idx < m and acc >= need:
+            taus[need_idx] = tt
+            need_idx += 1
+            if need_idx < m:
+                need += V[need_idx]
+    by_volume = 0
+    for k in range(m):
+        by_volume += max(taus[k], L[k])
+    b = 0
+    s_min = 1 << 40
+    e_min = 1 << 40
+    for j in range(n):
+        if unst[j] and 2 * peak[j] > M:
+            b += 1
+            s_min = min(s_min, s[j])
+            e_min = min(e_min, e[j])
+    if b < 2:
+        return cost + by_volume - sum_a
+    head = np.empty(b, np.int64)
+    x = np.empty(b, np.int64)
+    o_up = np.empty(b, np.int64)
+    L_big = np.empty(b, np.int64)
+    rest = 0
+    q = 0
+    for j in range(n):
+        if not unst[j]:
+            continue
+        if 2 * peak[j] > M:
+            head[q] = max(0, M - peak[j] - s_min)
+            x[q] = o[j] - head[q]
+            o_up[q] = o[j]
+            L_big[q] = e[j] + o[j]
+            q += 1
+        else:
+            rest += e[j] + o[j]
+    x.sort()
+    o_up.sort()
+    L_big.sort()
+    h_down = np.sort(head)[::-1]
+    by_chain = b * e_min + head.sum() + rest
+    for k in range(b):
+        by_chain += (b - k) * x[k]
+    by_position = rest
+    o_acc = 0
+    h_acc = 0
+    for k in range(b):
+        o_acc += o_up[k]
+        if k:
+            h_acc += h_down[k - 1]
+        by_position += max(e_min + o_acc - h_acc, L_big[k])
+    return cost + max(by_volume, by_chain, by_position) - sum_a
+
+
+@njit(cache=True)
+def _lagrangian(lp, starts, unst, e, group_of, lo, hi, offset, rc, suffix_min):
+    """``L(u)`` of ``_NodeLP.lagrangian`` with the root multipliers; ``lp[0]`` = ``-u b``."""
+    total = lp[0]
+    for j in range(len(starts)):
+        k = group_of[j]
+        if starts[j] >= 0:
+            p = starts[j]
+            if p < lo[k] or p > hi[k]:
+                return np.inf
+            total += rc[offset[k] + p - lo[k]]
+        elif unst[j]:
+            first = max(e[j], lo[k])
+            if first > hi[k]:
+                return np.inf
+            total += suffix_min[offset[k] + first - lo[k]]
+    return total
+
+
+@njit(cache=True)
+def _prunes(b, best, integral):
+    if b == np.inf:
+        return True
+    if integral:
+        return math.ceil(b - 1e-6) >= best - 1e-9
+    return b >= best - 1e-9
+
+
+@njit(cache=True)
+def _unjustified(t, wj, wt, wn, out_j, out_t, unst, starts, load, cap, s, o, peak):
+    """Copy the deferrals not yet blocked to ``out``; -1 when one can no longer be blocked, else their count."""
+    n = len(s)
+    live = 0
+    add_max = np.zeros(0, np.int64)
+    for q in range(wn):
+        j = wj[q]
+        t0 = wt[q]
+        p = starts[j]
+        blocked = False
+        for k in range(o[j]):
+            r = t0 + 1 + k
+            own = s[j] + r - p if (p >= 0 and p < r <= p + o[j]) else 0
+            if load[r] - own > cap[j, k]:
+                blocked = True
+                break
+        if blocked:
+            continue
+        if t0 + o[j] <= t:
+            return -1
+        if len(add_max) == 0:
+            add_max = np.zeros(o.max() + 2, np.int64)
+            for i in range(n):
+                if unst[i]:
+                    for d in range(1, len(add_max)):
+                        add_max[d] += min(s[i] + d, peak[i])
+        can_block = False
+        for r in range(t + 1, t0 + o[j] + 1):
+            own = s[j] + r - p if (p >= 0 and p < r <= p + o[j]) else 0
+            extra = add_max[r - t] - (min(s[j] + r - t, peak[j]) if unst[j] else 0)
+            if load[r] - own + extra > cap[j, r - t0 - 1]:
+                can_block = True
+                break
+        if not can_block:
+            return -1
+        out_j[live] = j
+        out_t[live] = t0
+        live += 1
+    return live
+
+
+@njit(cache=True)
+def _unjustified_in_place(t, wj, wt, wn, unst, starts, load, cap, s, o, peak):
+    """``_unjustified`` writing the live deferrals back to the front of the same row."""
+    return _unjustified(t, wj, wt, wn, wj, wt, unst, starts, load, cap, s, o, peak)
+
+
+@njit(cache=True)
+def _search(t0, cands0, e0, load, cap, M, a, s, o, w, vol, peak, order, twin_before, weighted, integral, justify,
+            use_lp, lp, group_of, lo, hi, offset, rc, suffix_min, best, best_starts, stats, deadline):
+    """The Python search's ``choose`` / ``decision_round`` recursion as a loop over an explicit stack.
+
+    Frame ``d`` is one node; only the *start at t* branch needs its parent back (to undo the start
+    and then take *not at t*), so a frame is pushed for it alone; *not at t* and the jump to the next
+    decision round replace the frame in place. Hence every frame below the top waits for its start
+    branch, and the bound of what is left unexplored is the least of their bounds and the top's.
+    """
+    n = len(a)
+    wcap = n * (o.max() + 2) + n  # live deferrals: at most o_j per request (their windows are open) + one round's
+    T = np.zeros(n + 1, np.int64)
+    IDX = np.zeros(n + 1, np.int64)
+    NC = np.zeros(n + 1, np.int64)
+    MM = np.zeros(n + 1, np.int64)
+    WN = np.zeros(n + 1, np.int64)
+    J = np.zeros(n + 1, np.int64)
+    COST = np.zeros(n + 1)
+    B = np.zeros(n + 1)
+    PHASE = np.zeros(n + 1, np.int64)  # 0: enter the node; 1: its start branch is done (or impossible)
+    STARTED = np.zeros(n + 1, np.bool_)
+    E = np.zeros((n + 1, n), np.int64)
+    C = np.zeros((n + 1, n), np.int64)
+    WJ = np.zeros((n + 1, wcap), np.int64)
+    WT = np.zeros((n + 1, wcap), np.int64)
+    unst = np.ones(n, np.bool_)
+    starts = np.full(n, -1, np.int64)
+    T[0] = t0
+    NC[0] = len(cands0)
+    C[0, : len(cands0)] = cands0
+    MM[0] = n
+    E[0, :] = e0
+    d = 0
+    while d >= 0:
+        if PHASE[d] == 1:
+            j = J[d]
+            t = T[d]
+            if STARTED[d]:
+                unst[j] = True
+                starts[j] = -1
+                _add(load, s, o, j, t, -1)
+            E[d, j] = _earliest(load, cap, a, o, j, t + 1)
+            if justify:
+                WJ[d, WN[d]] = j  # j fits at t on the current load: some later start must block it
+                WT[d, WN[d]] = t
+                WN[d] += 1
+            IDX[d] += 1
+            PHASE[d] = 0
+            continue
+        stats[0] += 1
+        t = T[d]
+        m = MM[d]
+        e = E[d]
+        if stats[0] % CLOCK_EVERY == 0:
+            with objmode(now="float64"):
+                now = time.perf_counter()
+            if now > deadline:
+                open_bound = _bound(t, unst, e, COST[d], M, a, s, o, w, vol, peak, load, weighted) if m else COST[d]
+                for q in range(d):
+                    open_bound = min(open_bound, B[q])
+                stats[2] = 1
+                best[1] = open_bound
+                return
+        if m == 0:
+            if COST[d] < best[0] - 1e-9:
+                best[0] = COST[d]
+                best_starts[:] = starts
+                stats[3] = 1
+            d -= 1
+            continue
+        b = _bound(t, unst, e, COST[d], M, a, s, o, w, vol, peak, load, weighted)
+        if _prunes(b, best[0], integral):
+            d -= 1
+            continue
+        if use_lp:
+            b = max(b, _lagrangian(lp, starts, unst, e, group_of, lo, hi, offset, rc, suffix_min))
+            if _prunes(b, best[0], integral):
+                d -= 1
+                continue
+        B[d] = b
+        if IDX[d] == NC[d]:
+            # next decision round: the earliest round >= t+1 at which some unstarted ramp fits
+            t2 = 1 << 40
+            for j in range(n):
+                if unst[j]:
+                    e[j] = _earliest(load, cap, a, o, j, max(e[j], t + 1))
+                    t2 = min(t2, e[j])
+            nc = 0
+            for q in range(n):
+                j = order[q]
+                if unst[j] and e[j] == t2:
+                    C[d, nc] = j
+                    nc += 1
+            T[d] = t2
+            NC[d] = nc
+            IDX[d] = 0
+            if justify:
+                live = _unjustified_in_place(t2, WJ[d], WT[d], WN[d], unst, starts, load, cap, s, o, peak)
+                if live < 0:
+                    stats[1] += 1
+                    d -= 1
+                    continue
+                WN[d] = live
+            continue
+        j = C[d, IDX[d]]
+        J[d] = j
+        PHASE[d] = 1
+        STARTED[d] = False
+        twin_waiting = False
+        for i in range(n):
+            if twin_before[j, i] and unst[i]:
+                twin_waiting = True
+                break
+        if twin_waiting or not _fits(load, cap, o, j, t):
+            continue
+        STARTED[d] = True
+        _add(load, s, o, j, t, 1)
+        starts[j] = t
+        unst[j] = False
+        c = d + 1
+        for i in range(n):
+            E[c, i] = _earliest(load, cap, a, o, i, e[i]) if unst[i] else e[i]
+        C[c, :] = C[d, :]
+        NC[c] = NC[d]
+        IDX[c] = IDX[d] + 1
+        T[c] = t
+        MM[c] = m - 1
+        COST[c] = COST[d] + w[j] * (t + o[j] - a[j])
+        WN[c] = WN[d]
+        WJ[c, : WN[d]] = WJ[d, : WN[d]]
+        WT[c, : WN[d]] = WT[d, : WN[d]]
+        PHASE[c] = 0
+        d = c
+
+
+def search(*, M: int, a, s, o, w, weighted: bool, integral: bool, justify: bool, order, twin_before,
+           best_cost: float, best_starts, time_limit_s: float, lp=None):
+    """Run the compiled search from the root; returns (best cost, best starts, nodes, deferral prunes,
+    finished, open-node bound at the limit, improved).
+
+    ``lp``: None, or ``(const, rc, suffix_min, group_of, lo, hi, offset)`` from the root LP (``_NodeLP``),
+    with ``suffix_min`` flattened like ``rc``.
+    """
+    n = len(a)
+    a = np.asarray(a, np.int64)
+    s = np.asarray(s, np.int64)
+    o = np.asarray(o, np.int64)
+    w = np.asarray(w, np.float64)
+    vol = s * o + o * (o + 1) // 2
+    peak = s + o
+    horizon = int(a.max() + o.sum())
+    H = horizon + int(o.max()) + 2
+    load = np.zeros(H + 1, np.int64)
+    cap = np.full((n, int(o.max())), -1, np.int64)
+    for j in range(n):
+        cap[j, : o[j]] = M - s[j] - np.arange(1, o[j] + 1)
+    e0 = np.array([_earliest(load, cap, a, o, j, 0) for j in range(n)], np.int64)
+    t0 = int(e0.min())
+    order = np.asarray(order, np.int64)
+    cands = np.array([j for j in order if e0[j] == t0], np.int64)
+    if lp is None:
+        use_lp, lp_arr = False, np.zeros(1)
+        group_of = lo = hi = offset = np.zeros(1, np.int64)
+        rc = suffix_min = np.zeros(1)
+    else:
+        const, rc, suffix_min, group_of, lo, hi, offset = lp
+        use_lp, lp_arr = True, np.array([const], np.float64)
+        rc = np.asarray(rc, np.float64)
+        suffix_min = np.asarray(suffix_min, np.float64)
+        group_of, lo, hi, offset = (np.asarray(x, np.int64) for x in (group_of, lo, hi, offset))
+    best = np.array([best_cost, -np.inf])
+    best_out = np.asarray(best_starts, np.int64).copy()
+    stats = np.zeros(4, np.int64)  # nodes, deferral prunes, time up, improved
+    deadline = time.perf_counter() + time_limit_s
+    _search(t0, cands, e0, load, cap, M, a, s, o, w, vol, peak, order, np.asarray(twin_before, np.bool_),
+            weighted, integral, justify, use_lp, lp_arr, group_of, lo, hi, offset, rc, suffix_min, best, best_out,
+            stats, deadline)
+    finished = stats[2] == 0
+    return (float(best[0]), [int(p) for p in best_out], int(stats[0]), int(stats[1]), finished,
+            float(best[1]), bool(stats[3]))
