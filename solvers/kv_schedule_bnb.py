@@ -318,15 +318,23 @@ def _gap(objective: float, bound: float) -> float:
     return 0.0 if objective <= bound + 1e-9 else (objective - bound) / max(abs(objective), 1e-9)
 
 
-def _use_kernel(engine: str, lp_policy: str, objective: str, node_lp) -> bool:
-    """The compiled search (solvers/kv_schedule_bnb_kernel.py) runs LP policies none/root on latency objectives."""
+def _kernel_mode(engine: str, lp_policy: str, objective: str) -> str:
+    """``all``: the compiled search (solvers/kv_schedule_bnb_kernel.py) runs the whole tree (LP policies
+    none and root on latency objectives); ``none``: the Python search does.
+
+    Tried and dropped: handing the subtrees below the LP-re-solving nodes of ``quarter`` to the compiled
+    search with the ancestor LP's multipliers. On Poisson n = 12 seeds 0 and 1 (2-core machine, optimal
+    incumbents given) it proved seed 1 in 15.0 s and left seed 0 open after 100 s (6.1 M nodes), where
+    the compiled ``root`` search proves them from its own incumbents in 5.7 s and 34.5 s: the fresher
+    multipliers did not pay for the LP solves and the per-subtree hand-over."""
     if engine == "python":
-        return False
-    supported = lp_policy in ("none", "root") and objective != "makespan"
-    if engine == "compiled" and not supported:
+        return "none"
+    if objective != "makespan" and lp_policy in ("none", "root"):
+        return "all"
+    if engine == "compiled":
         raise InputError("engine", f"the compiled search runs LP policies none and root on latency objectives, "
                                    f"not '{lp_policy}' on '{objective}'; use engine='python'")
-    return supported
+    return "none"
 
 
 def _integral(instance: KVScheduleInstance) -> bool:
@@ -511,7 +519,7 @@ def branch_and_bound(instance: KVScheduleInstance, *, time_limit_s: float, incum
             return idx == 0 and 2 * (n - len(unstarted)) <= n
         if lp_policy == "quarter":
             return idx == 0 and 4 * (n - len(unstarted)) <= n
-        return lp_policy == "decision" and idx == 0  # "root": the root's multipliers serve every node  # bounds of the nodes whose "not at t" branch is still to be searched
+        return lp_policy == "decision" and idx == 0  # root: the root LP's multipliers serve every node
     deadline = t0 + time_limit_s
     open_bounds: list[float] = []  # bounds of nodes abandoned at the time limit
 
@@ -647,6 +655,29 @@ def branch_and_bound(instance: KVScheduleInstance, *, time_limit_s: float, incum
             if justify:
                 waits[0].pop()
 
+    mode = _kernel_mode(engine, lp_policy, obj)
+    if mode != "none":
+        from servopt.solvers import kv_schedule_bnb_kernel as kernel
+
+        twin_matrix = np.zeros((n, n), dtype=bool)
+        for j, before in enumerate(twin_before):
+            twin_matrix[j, before] = True
+        prep = kernel.prepare(M=M, a=a, s=s, o=o, w=w, weighted=obj == "weighted_latency", integral=integral,
+                              justify=justify, order=order, twin_before=twin_matrix)
+
+    def compiled_search(node, multipliers):
+        """Hand the subtree of ``node`` to the compiled search; keeps its incumbent if better."""
+        lp = None
+        if node_lp is not None and multipliers is not None:
+            const, rc, suffix_min = multipliers
+            lp = (const, rc, np.concatenate(suffix_min), [node_lp.group_of[j] for j in range(n)],
+                  node_lp.lo, node_lp.hi, node_lp.offset)
+        out = kernel.search(kernel.with_multipliers(prep, lp), node, best_cost=best_cost[0],
+                            best_starts=best_starts[0], deadline=deadline)
+        if out[6]:
+            best_cost[0], best_starts[0], best_source[0] = out[0], out[1], "branch-and-bound"
+        return out
+
     all_req = set(range(n))
     e0 = {j: earliest(j, 0) for j in all_req}
     root_bound = bound(min(e0.values()), all_req, e0, 0.0)  # no request starts before min e0
@@ -656,23 +687,9 @@ def branch_and_bound(instance: KVScheduleInstance, *, time_limit_s: float, incum
         root_bound = max(root_bound, root_value)
     status = "optimal"
     t1 = time.perf_counter()
-    if _use_kernel(engine, lp_policy, obj, node_lp):
-        from servopt.solvers import kv_schedule_bnb_kernel as kernel
-
-        lp = None
-        if node_lp is not None and root_multipliers is not None:
-            const, rc, suffix_min = root_multipliers
-            lp = (const, rc, np.concatenate(suffix_min), [node_lp.group_of[j] for j in range(n)],
-                  node_lp.lo, node_lp.hi, node_lp.offset)
-        twin_matrix = np.zeros((n, n), dtype=bool)
-        for j, before in enumerate(twin_before):
-            twin_matrix[j, before] = True
-        cost_k, starts_k, nodes_k, prunes_k, finished, open_bound, improved = kernel.search(
-            M=M, a=a, s=s, o=o, w=w, weighted=obj == "weighted_latency", integral=integral, justify=justify,
-            order=order, twin_before=twin_matrix, best_cost=best_cost[0], best_starts=best_starts[0],
-            time_limit_s=max(0.0, deadline - time.perf_counter()), lp=lp)
-        if improved:
-            best_cost[0], best_starts[0], best_source[0] = cost_k, starts_k, "branch-and-bound"
+    if mode == "all":
+        cost_k, starts_k, nodes_k, prunes_k, finished, open_bound, improved = compiled_search(
+            kernel.root_node(prep), root_multipliers)
         stats.update(nodes=nodes_k, unjustified=prunes_k)
         if not finished:
             status = "time_limit"

@@ -218,8 +218,9 @@ def _unjustified_in_place(t, wj, wt, wn, unst, starts, load, cap, s, o, peak):
 
 
 @njit(cache=True)
-def _search(t0, cands0, e0, load, cap, M, a, s, o, w, vol, peak, order, twin_before, weighted, integral, justify,
-            use_lp, lp, group_of, lo, hi, offset, rc, suffix_min, best, best_starts, stats, deadline):
+def _search(t0, cands0, idx0, e0, unst, starts, cost0, wj0, wt0, load, cap, M, a, s, o, w, vol, peak, order,
+            twin_before, weighted, integral, justify, use_lp, lp, group_of, lo, hi, offset, rc, suffix_min, best,
+            best_starts, stats, deadline):
     """The Python search's ``choose`` / ``decision_round`` recursion as a loop over an explicit stack.
 
     Frame ``d`` is one node; only the *start at t* branch needs its parent back (to undo the start
@@ -243,13 +244,16 @@ def _search(t0, cands0, e0, load, cap, M, a, s, o, w, vol, peak, order, twin_bef
     C = np.zeros((n + 1, n), np.int64)
     WJ = np.zeros((n + 1, wcap), np.int64)
     WT = np.zeros((n + 1, wcap), np.int64)
-    unst = np.ones(n, np.bool_)
-    starts = np.full(n, -1, np.int64)
     T[0] = t0
     NC[0] = len(cands0)
     C[0, : len(cands0)] = cands0
-    MM[0] = n
+    IDX[0] = idx0
+    MM[0] = unst.sum()
+    COST[0] = cost0
     E[0, :] = e0
+    WN[0] = len(wj0)
+    WJ[0, : len(wj0)] = wj0
+    WT[0, : len(wt0)] = wt0
     d = 0
     while d >= 0:
         if PHASE[d] == 1:
@@ -353,48 +357,71 @@ def _search(t0, cands0, e0, load, cap, M, a, s, o, w, vol, peak, order, twin_bef
         d = c
 
 
-def search(*, M: int, a, s, o, w, weighted: bool, integral: bool, justify: bool, order, twin_before,
-           best_cost: float, best_starts, time_limit_s: float, lp=None):
-    """Run the compiled search from the root; returns (best cost, best starts, nodes, deferral prunes,
-    finished, open-node bound at the limit, improved).
+def prepare(*, M: int, a, s, o, w, weighted: bool, integral: bool, justify: bool, order, twin_before, lp=None) -> dict:
+    """The arrays every call of ``search`` needs, built once per instance.
 
-    ``lp``: None, or ``(const, rc, suffix_min, group_of, lo, hi, offset)`` from the root LP (``_NodeLP``),
-    with ``suffix_min`` flattened like ``rc``.
+    ``lp``: None, or ``(const, rc, suffix_min, group_of, lo, hi, offset)`` from an LP of ``_NodeLP``
+    (``suffix_min`` flattened like ``rc``); ``with_multipliers`` swaps in another LP's.
     """
     n = len(a)
     a = np.asarray(a, np.int64)
     s = np.asarray(s, np.int64)
     o = np.asarray(o, np.int64)
-    w = np.asarray(w, np.float64)
-    vol = s * o + o * (o + 1) // 2
-    peak = s + o
-    horizon = int(a.max() + o.sum())
-    H = horizon + int(o.max()) + 2
-    load = np.zeros(H + 1, np.int64)
     cap = np.full((n, int(o.max())), -1, np.int64)
     for j in range(n):
         cap[j, : o[j]] = M - s[j] - np.arange(1, o[j] + 1)
-    e0 = np.array([_earliest(load, cap, a, o, j, 0) for j in range(n)], np.int64)
-    t0 = int(e0.min())
-    order = np.asarray(order, np.int64)
-    cands = np.array([j for j in order if e0[j] == t0], np.int64)
+    prep = {"M": int(M), "a": a, "s": s, "o": o, "w": np.asarray(w, np.float64), "vol": s * o + o * (o + 1) // 2,
+            "peak": s + o, "cap": cap, "order": np.asarray(order, np.int64),
+            "twin_before": np.asarray(twin_before, np.bool_), "weighted": bool(weighted), "integral": bool(integral),
+            "justify": bool(justify)}
+    return with_multipliers(prep, lp)
+
+
+def with_multipliers(prep: dict, lp) -> dict:
+    """``prep`` with the Lagrangian multipliers ``lp`` (see ``prepare``), or with none."""
+    out = dict(prep)
     if lp is None:
-        use_lp, lp_arr = False, np.zeros(1)
-        group_of = lo = hi = offset = np.zeros(1, np.int64)
-        rc = suffix_min = np.zeros(1)
+        out.update(use_lp=False, lp=np.zeros(1), group_of=np.zeros(1, np.int64), lo=np.zeros(1, np.int64),
+                   hi=np.zeros(1, np.int64), offset=np.zeros(1, np.int64), rc=np.zeros(1), suffix_min=np.zeros(1))
     else:
         const, rc, suffix_min, group_of, lo, hi, offset = lp
-        use_lp, lp_arr = True, np.array([const], np.float64)
-        rc = np.asarray(rc, np.float64)
-        suffix_min = np.asarray(suffix_min, np.float64)
-        group_of, lo, hi, offset = (np.asarray(x, np.int64) for x in (group_of, lo, hi, offset))
+        out.update(use_lp=True, lp=np.array([const], np.float64), rc=np.asarray(rc, np.float64),
+                   suffix_min=np.asarray(suffix_min, np.float64), group_of=np.asarray(group_of, np.int64),
+                   lo=np.asarray(lo, np.int64), hi=np.asarray(hi, np.int64), offset=np.asarray(offset, np.int64))
+    return out
+
+
+def root_node(prep: dict) -> dict:
+    """The search's root: nothing started, the first decision round and its candidates."""
+    n = len(prep["a"])
+    horizon = int(prep["a"].max() + prep["o"].sum())
+    load = np.zeros(horizon + int(prep["o"].max()) + 3, np.int64)
+    e0 = np.array([_earliest(load, prep["cap"], prep["a"], prep["o"], j, 0) for j in range(n)], np.int64)
+    t0 = int(e0.min())
+    return {"t": t0, "cands": [int(j) for j in prep["order"] if e0[j] == t0], "idx": 0, "e": e0,
+            "unstarted": np.ones(n, np.bool_), "starts": np.full(n, -1, np.int64), "load": load, "cost": 0.0,
+            "waits": []}
+
+
+def search(prep: dict, node: dict, *, best_cost: float, best_starts, deadline: float):
+    """Search the subtree of ``node`` (keys as ``root_node`` returns; ``waits`` the deferrals (j, t0)
+    not yet blocked) against the incumbent ``best_cost``; stops at ``deadline`` (``time.perf_counter``).
+
+    Returns (best cost, best starts, nodes, deferral prunes, finished, open-node bound at the deadline,
+    improved); the open-node bound covers only this subtree.
+    """
+    n = len(prep["a"])
+    waits = np.array(node["waits"], np.int64).reshape(-1, 2)
     best = np.array([best_cost, -np.inf])
     best_out = np.asarray(best_starts, np.int64).copy()
     stats = np.zeros(4, np.int64)  # nodes, deferral prunes, time up, improved
-    deadline = time.perf_counter() + time_limit_s
-    _search(t0, cands, e0, load, cap, M, a, s, o, w, vol, peak, order, np.asarray(twin_before, np.bool_),
-            weighted, integral, justify, use_lp, lp_arr, group_of, lo, hi, offset, rc, suffix_min, best, best_out,
-            stats, deadline)
-    finished = stats[2] == 0
-    return (float(best[0]), [int(p) for p in best_out], int(stats[0]), int(stats[1]), finished,
+    _search(int(node["t"]), np.asarray(node["cands"], np.int64), int(node["idx"]),
+            np.asarray(node["e"], np.int64).copy(), np.asarray(node["unstarted"], np.bool_).copy(),
+            np.asarray(node["starts"], np.int64).copy(), float(node["cost"]), waits[:, 0].copy(), waits[:, 1].copy(),
+            np.asarray(node["load"], np.int64).copy(), prep["cap"], prep["M"], prep["a"], prep["s"], prep["o"],
+            prep["w"], prep["vol"], prep["peak"], prep["order"], prep["twin_before"], prep["weighted"],
+            prep["integral"], prep["justify"], prep["use_lp"], prep["lp"], prep["group_of"], prep["lo"], prep["hi"],
+            prep["offset"], prep["rc"], prep["suffix_min"], best, best_out, stats, deadline)
+    assert n == len(best_out)
+    return (float(best[0]), [int(p) for p in best_out], int(stats[0]), int(stats[1]), stats[2] == 0,
             float(best[1]), bool(stats[3]))
