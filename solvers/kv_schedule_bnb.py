@@ -673,7 +673,7 @@ def branch_and_bound(instance: KVScheduleInstance, *, time_limit_s: float, incum
             lp = (const, rc, np.concatenate(suffix_min), [node_lp.group_of[j] for j in range(n)],
                   node_lp.lo, node_lp.hi, node_lp.offset)
         out = kernel.search(kernel.with_multipliers(prep, lp), node, best_cost=best_cost[0],
-                            best_starts=best_starts[0], deadline=deadline)
+                            best_starts=best_starts[0], deadline=deadline, memo_entries=memo_limit)
         if out[6]:
             best_cost[0], best_starts[0], best_source[0] = out[0], out[1], "branch-and-bound"
         return out
@@ -688,9 +688,9 @@ def branch_and_bound(instance: KVScheduleInstance, *, time_limit_s: float, incum
     status = "optimal"
     t1 = time.perf_counter()
     if mode == "all":
-        cost_k, starts_k, nodes_k, prunes_k, finished, open_bound, improved = compiled_search(
+        cost_k, starts_k, nodes_k, prunes_k, finished, open_bound, improved, hits_k = compiled_search(
             kernel.root_node(prep), root_multipliers)
-        stats.update(nodes=nodes_k, unjustified=prunes_k)
+        stats.update(nodes=nodes_k, unjustified=prunes_k, memo_hits=hits_k)
         if not finished:
             status = "time_limit"
             stats["open_bound"] = open_bound

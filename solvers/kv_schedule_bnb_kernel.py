@@ -4,14 +4,20 @@ Same tree, same bounds, same rules as the Python search there (its module docstr
 proofs): chronological branching *start at t* / *not at t* over the candidates of each decision
 round, the symmetry rule for twins, the justified-deferral rule, the residual volume / chain /
 position bounds, and the Lagrangian bound with the root LP's row duals (LP policy ``root``) or
-none (``none``). Two differences, both about speed, neither about correctness:
+none (``none``). The differences are about reach, not correctness:
 
-* no dominance memo: on n = 12 instances it saved 5-45 % of the nodes but not time in Python
-  (measured: all at 0 seed 1, 81,757 vs 88,062 nodes, 5.7 vs 5.6 s), and it would need a large
-  pool of load vectors here;
+* the dominance memo keeps at most ``MEMO_BYTES`` of load vectors (int16) and ``MEMO_PER_SET``
+  decision nodes per unstarted set, only for n <= 62 (the set is a bit mask), and it does not drop
+  kept nodes that a new one dominates; a decision node joins it when its stack frame is popped
+  (its subtree is then done), which can be later than in the Python search, never earlier;
 * node LPs are never re-solved (HiGHS cannot be called from compiled code), so the LP policies
   ``decision``, ``shallow``, ``quarter`` and ``always`` and the makespan objective stay with the
   Python search.
+
+Measured on the 12 n = 12 instances of benchmarks/results/kv_schedule_exact_lp.md (seeds 0-5 per
+arrival model; 2-core development machine, one solve at a time): all 12 proven, 11 of them within
+4.1 s, Poisson seed 0 (optimum 551, 10.9 M nodes) in 28.7 s; about 400,000 nodes per second against
+about 20,000 in the Python search.
 
 Every function works on plain numpy arrays (``unst[j]`` true while j is unstarted, ``starts[j]`` the
 start or -1, ``load[r]`` the tokens held in round r, ``e[j]`` a valid earliest start of unstarted j).
@@ -24,9 +30,12 @@ import math
 import time
 
 import numpy as np
-from numba import njit, objmode
+from numba import njit, objmode, types
+from numba.typed import Dict
 
 CLOCK_EVERY = 4096  # nodes between two reads of the clock
+MEMO_BYTES = 256 * 2**20  # load vectors kept by the dominance memo (int16 per round)
+MEMO_PER_SET = 64  # kept decision nodes per unstarted set, as in the Python search
 
 
 @njit(cache=True)
@@ -212,6 +221,40 @@ def _unjustified(t, wj, wt, wn, out_j, out_t, unst, starts, load, cap, s, o, pea
 
 
 @njit(cache=True)
+def _dominated(key, t, cost, load, memo_head, ENT_T, ENT_COST, ENT_NEXT, memo_load):
+    """A kept decision node with the same unstarted set, no later round, no higher cost and no more
+    load in every round after ``t`` (the Python search's memo test)."""
+    e = memo_head[key] if key in memo_head else -1
+    while e >= 0:
+        if ENT_T[e] <= t and ENT_COST[e] <= cost + 1e-9:
+            below = True
+            for r in range(t + 1, len(load)):
+                if memo_load[e, r] > load[r]:
+                    below = False
+                    break
+            if below:
+                return True
+        e = ENT_NEXT[e]
+    return False
+
+
+@njit(cache=True)
+def _commit(FRAME_PENDING, d, ENT_KEY, ENT_NEXT, memo_head, memo_count, memo_per_set):
+    """Frame ``d`` is popped: its decision nodes' subtrees are done, so they join the memo."""
+    e = FRAME_PENDING[d]
+    while e >= 0:
+        nxt = ENT_NEXT[e]
+        key = ENT_KEY[e]
+        c = memo_count[key] if key in memo_count else 0
+        if c < memo_per_set:
+            ENT_NEXT[e] = memo_head[key] if key in memo_head else -1
+            memo_head[key] = e
+            memo_count[key] = c + 1
+        e = nxt
+    FRAME_PENDING[d] = -1
+
+
+@njit(cache=True)
 def _unjustified_in_place(t, wj, wt, wn, unst, starts, load, cap, s, o, peak):
     """``_unjustified`` writing the live deferrals back to the front of the same row."""
     return _unjustified(t, wj, wt, wn, wj, wt, unst, starts, load, cap, s, o, peak)
@@ -220,7 +263,7 @@ def _unjustified_in_place(t, wj, wt, wn, unst, starts, load, cap, s, o, peak):
 @njit(cache=True)
 def _search(t0, cands0, idx0, e0, unst, starts, cost0, wj0, wt0, load, cap, M, a, s, o, w, vol, peak, order,
             twin_before, weighted, integral, justify, use_lp, lp, group_of, lo, hi, offset, rc, suffix_min, best,
-            best_starts, stats, deadline):
+            best_starts, stats, deadline, memo_load, memo_per_set):
     """The Python search's ``choose`` / ``decision_round`` recursion as a loop over an explicit stack.
 
     Frame ``d`` is one node; only the *start at t* branch needs its parent back (to undo the start
@@ -244,6 +287,18 @@ def _search(t0, cands0, idx0, e0, unst, starts, cost0, wj0, wt0, load, cap, M, a
     C = np.zeros((n + 1, n), np.int64)
     WJ = np.zeros((n + 1, wcap), np.int64)
     WT = np.zeros((n + 1, wcap), np.int64)
+    # dominance memo (the Python search's, module docstring there): entries (t, cost, load) of decision
+    # nodes, linked per unstarted set (bit mask); an entry waits on its frame's list until the frame is
+    # popped, i.e. until its subtree is done
+    use_memo = n <= 62 and memo_load.shape[0] > 0
+    memo_head = Dict.empty(key_type=types.int64, value_type=types.int64)
+    memo_count = Dict.empty(key_type=types.int64, value_type=types.int64)
+    ENT_T = np.empty(memo_load.shape[0], np.int64)
+    ENT_COST = np.empty(memo_load.shape[0])
+    ENT_KEY = np.empty(memo_load.shape[0], np.int64)
+    ENT_NEXT = np.empty(memo_load.shape[0], np.int64)
+    used = 0
+    FRAME_PENDING = np.full(n + 1, -1, np.int64)
     T[0] = t0
     NC[0] = len(cands0)
     C[0, : len(cands0)] = cands0
@@ -290,15 +345,18 @@ def _search(t0, cands0, idx0, e0, unst, starts, cost0, wj0, wt0, load, cap, M, a
                 best[0] = COST[d]
                 best_starts[:] = starts
                 stats[3] = 1
+            _commit(FRAME_PENDING, d, ENT_KEY, ENT_NEXT, memo_head, memo_count, memo_per_set)
             d -= 1
             continue
         b = _bound(t, unst, e, COST[d], M, a, s, o, w, vol, peak, load, weighted)
         if _prunes(b, best[0], integral):
+            _commit(FRAME_PENDING, d, ENT_KEY, ENT_NEXT, memo_head, memo_count, memo_per_set)
             d -= 1
             continue
         if use_lp:
             b = max(b, _lagrangian(lp, starts, unst, e, group_of, lo, hi, offset, rc, suffix_min))
             if _prunes(b, best[0], integral):
+                _commit(FRAME_PENDING, d, ENT_KEY, ENT_NEXT, memo_head, memo_count, memo_per_set)
                 d -= 1
                 continue
         B[d] = b
@@ -322,9 +380,28 @@ def _search(t0, cands0, idx0, e0, unst, starts, cost0, wj0, wt0, load, cap, M, a
                 live = _unjustified_in_place(t2, WJ[d], WT[d], WN[d], unst, starts, load, cap, s, o, peak)
                 if live < 0:
                     stats[1] += 1
+                    _commit(FRAME_PENDING, d, ENT_KEY, ENT_NEXT, memo_head, memo_count, memo_per_set)
                     d -= 1
                     continue
                 WN[d] = live
+            if use_memo:
+                key = 0
+                for j in range(n):
+                    if unst[j]:
+                        key |= 1 << j
+                if _dominated(key, t2, COST[d], load, memo_head, ENT_T, ENT_COST, ENT_NEXT, memo_load):
+                    stats[4] += 1
+                    _commit(FRAME_PENDING, d, ENT_KEY, ENT_NEXT, memo_head, memo_count, memo_per_set)
+                    d -= 1
+                    continue
+                if used < memo_load.shape[0]:
+                    ENT_T[used] = t2
+                    ENT_COST[used] = COST[d]
+                    ENT_KEY[used] = key
+                    memo_load[used, :] = load
+                    ENT_NEXT[used] = FRAME_PENDING[d]
+                    FRAME_PENDING[d] = used
+                    used += 1
             continue
         j = C[d, IDX[d]]
         J[d] = j
@@ -403,25 +480,30 @@ def root_node(prep: dict) -> dict:
             "waits": []}
 
 
-def search(prep: dict, node: dict, *, best_cost: float, best_starts, deadline: float):
+def search(prep: dict, node: dict, *, best_cost: float, best_starts, deadline: float, memo_entries: int = 10**7):
     """Search the subtree of ``node`` (keys as ``root_node`` returns; ``waits`` the deferrals (j, t0)
     not yet blocked) against the incumbent ``best_cost``; stops at ``deadline`` (``time.perf_counter``).
 
     Returns (best cost, best starts, nodes, deferral prunes, finished, open-node bound at the deadline,
-    improved); the open-node bound covers only this subtree.
+    improved, memo hits); the open-node bound covers only this subtree. ``memo_entries`` caps the
+    dominance memo (also capped at ``MEMO_BYTES``); 0 switches it off.
     """
     n = len(prep["a"])
     waits = np.array(node["waits"], np.int64).reshape(-1, 2)
     best = np.array([best_cost, -np.inf])
     best_out = np.asarray(best_starts, np.int64).copy()
-    stats = np.zeros(4, np.int64)  # nodes, deferral prunes, time up, improved
+    stats = np.zeros(5, np.int64)  # nodes, deferral prunes, time up, improved, memo hits
+    rounds = len(node["load"])
+    # no more slots than unstarted sets can use (each entry is written before it is read)
+    slots = min(memo_entries, MEMO_BYTES // (2 * rounds), 2 * MEMO_PER_SET * 2 ** min(n, 40))
+    memo_load = np.empty((max(0, slots), rounds), np.int16 if prep["M"] < 2**15 else np.int64)
     _search(int(node["t"]), np.asarray(node["cands"], np.int64), int(node["idx"]),
             np.asarray(node["e"], np.int64).copy(), np.asarray(node["unstarted"], np.bool_).copy(),
             np.asarray(node["starts"], np.int64).copy(), float(node["cost"]), waits[:, 0].copy(), waits[:, 1].copy(),
             np.asarray(node["load"], np.int64).copy(), prep["cap"], prep["M"], prep["a"], prep["s"], prep["o"],
             prep["w"], prep["vol"], prep["peak"], prep["order"], prep["twin_before"], prep["weighted"],
             prep["integral"], prep["justify"], prep["use_lp"], prep["lp"], prep["group_of"], prep["lo"], prep["hi"],
-            prep["offset"], prep["rc"], prep["suffix_min"], best, best_out, stats, deadline)
+            prep["offset"], prep["rc"], prep["suffix_min"], best, best_out, stats, deadline, memo_load, MEMO_PER_SET)
     assert n == len(best_out)
     return (float(best[0]), [int(p) for p in best_out], int(stats[0]), int(stats[1]), stats[2] == 0,
-            float(best[1]), bool(stats[3]))
+            float(best[1]), bool(stats[3]), int(stats[4]))
