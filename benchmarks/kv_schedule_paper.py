@@ -93,7 +93,10 @@ def write(rows, args, models, wall):
              f"Command: `python benchmarks/kv_schedule_paper.py --instances {args.instances} --time-limit {args.time_limit:g} "
              f"--workers {args.workers} --models {args.models} --seed {args.seed} --formulation {args.formulation}"
              + (f" --n-range {args.n_range}" if args.n_range else "")
-             + (f" --improve-seconds {args.improve_seconds:g}" if args.improve_seconds else "") + "`", "",
+             + (f" --improve-seconds {args.improve_seconds:g}" if args.improve_seconds else "")
+             + (f" --resume {args.resume}" if args.resume else "") + "`", "",
+             *([f"Resumed: {args.resumed} instances come from `{Path(args.resume).name}` (an earlier run with the same "
+                "settings that was stopped); the wall time below is this run's alone.", ""] if args.resume else []),
              ("**Reduced size: n ~ U{" + args.n_range.replace(",", "..") + "}, not the paper's U{40..60}** "
               "(Poisson: the first n arrivals of the paper's draw); other parameters as in the paper."
               if args.n_range else "Paper size (n ~ U{40..60})."), "",
@@ -138,13 +141,19 @@ def main(argv=None) -> int:
     ap.add_argument("--n-range", default=None, metavar="LO,HI",
                     help="NOT the paper's size: n ~ U{LO..HI} instead of U{40..60} (Poisson: the first n arrivals), "
                          "to get instances whose optimum the reference IP can prove")
+    ap.add_argument("--resume", default=None, metavar="RESULTS.json",
+                    help="keep the instances (model, k) of an earlier run's JSON with the same settings and solve only the rest")
     ap.add_argument("--out", default=str(RESULTS / "kv_schedule_paper"))
     args = ap.parse_args(argv)
     models = args.models.split(",")
     n_range = tuple(int(x) for x in args.n_range.split(",")) if args.n_range else None
-    jobs = [(m, k, args.seed, args.time_limit, n_range, args.formulation, args.improve_seconds)
-            for k in range(args.instances) for m in models]
     rows = []
+    if args.resume:
+        rows = [r for r in json.loads(Path(args.resume).read_text()) if r["model"] in models and r["k"] < args.instances]
+    args.resumed = len(rows)
+    done = {(r["model"], r["k"]) for r in rows}
+    jobs = [(m, k, args.seed, args.time_limit, n_range, args.formulation, args.improve_seconds)
+            for k in range(args.instances) for m in models if (m, k) not in done]
     t0 = time.perf_counter()
     if args.workers > 1:
         import multiprocessing as mp
