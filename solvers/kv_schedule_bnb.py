@@ -329,6 +329,11 @@ def _kernel_mode(engine: str, lp_policy: str, objective: str) -> str:
     multipliers did not pay for the LP solves and the per-subtree hand-over."""
     if engine == "python":
         return "none"
+    if engine == "auto":
+        import importlib.util
+
+        if importlib.util.find_spec("numba") is None:  # a dependency, but keep working without it
+            return "none"
     if objective != "makespan" and lp_policy in ("none", "root"):
         return "all"
     if engine == "compiled":
