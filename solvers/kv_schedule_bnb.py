@@ -221,12 +221,14 @@ class _NodeLP:
             ub[self.offset[k] + first - self.lo[k]: self.offset[k] + self.hi[k] - self.lo[k] + 1] += 1
         return lb, ub
 
-    def solve(self, starts, unstarted, e):
-        """Re-solve the node's LP: (LP value, multipliers for ``lagrangian``); value inf if the box is empty."""
+    def solve(self, starts, unstarted, e, time_limit_s: float = math.inf):
+        """Re-solve the node's LP: (LP value, multipliers for ``lagrangian``); value inf if the box is
+        empty, -inf (no bound) if HiGHS stops at ``time_limit_s`` (the search's time left)."""
         box = self._box(starts, unstarted, e)
         if box is None:
             return math.inf, None
         self.h.changeColsBounds(self.ncol, self.idx, box[0], box[1])
+        self.h.setOptionValue("time_limit", float(max(time_limit_s, 1e-3)))
         self.h.run()
         self.solves += 1
         status = self.h.getModelStatus()
@@ -625,7 +627,7 @@ def branch_and_bound(instance: KVScheduleInstance, *, time_limit_s: float, incum
                 if prunes(b):
                     return
             if resolve_lp(idx, lp_parent, unstarted):
-                lp_value, multipliers = node_lp.solve(starts, unstarted, e)
+                lp_value, multipliers = node_lp.solve(starts, unstarted, e, deadline - time.perf_counter())
                 b = max(b, lp_value)
                 if prunes(b):
                     return
@@ -688,7 +690,7 @@ def branch_and_bound(instance: KVScheduleInstance, *, time_limit_s: float, incum
     root_bound = bound(min(e0.values()), all_req, e0, 0.0)  # no request starts before min e0
     root_multipliers = None
     if node_lp is not None:
-        root_value, root_multipliers = node_lp.solve(starts, all_req, e0)
+        root_value, root_multipliers = node_lp.solve(starts, all_req, e0, deadline - time.perf_counter())
         root_bound = max(root_bound, root_value)
     status = "optimal"
     t1 = time.perf_counter()

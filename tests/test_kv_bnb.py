@@ -286,3 +286,15 @@ def test_compiled_engine_refuses_what_it_does_not_cover():
         branch_and_bound(inst, time_limit_s=5, engine="compiled")
     with pytest.raises(InputError, match="engine"):
         branch_and_bound(_instance([(0, 1, 2, 1.0)], 6), time_limit_s=5, engine="gpu")
+
+
+def test_time_limit_also_bounds_the_root_lp():
+    # n = 64: the root LP alone took about 19 s on the dev machine before HiGHS got the search's time left
+    import time
+
+    inst = KVScheduleInstance.from_dict(synthetic(np.random.default_rng([5, 64]), arrival_model="all_at_zero", n=64))
+    t0 = time.perf_counter()
+    res = branch_and_bound(inst, time_limit_s=3.0, heuristic_seconds=0.5)
+    assert time.perf_counter() - t0 < 3.0 + 6.0
+    assert res.status == "time_limit" and res.bound <= res.objective
+    assert check_result(inst, res.to_dict(inst)) == []
