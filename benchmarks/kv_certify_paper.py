@@ -12,7 +12,9 @@ including heuristics and build, rel_gap 1e-4):
   models/kv_schedule.py, MC-SF/FCFS warm start, cut-off windows, volume bound);
 * ``time-indexed``, ``aggregated``, ``aggregated-card``, ``aggregated-window``, ``aggregated-count``:
   ``solvers.kv_schedule_certify.certify``
-  (direct highspy build, SGS + local-search incumbent, proven windows, chain bound).
+  (direct highspy build, SGS + local-search incumbent, proven windows, chain bound); and
+  ``branch-and-bound``, the exact search of solvers/kv_schedule_bnb.py (compiled, LP policy root)
+  from the best online policy's schedule.
 
 Per instance (not timed against the limit): the LP relaxation of the time-indexed program with the
 same windows as ``certify`` (aggregated build: same LP value, proof in
@@ -20,7 +22,7 @@ models/kv_schedule_aggregated.py), the chain bound, the volume bound (analysis/k
 MC-SF's cost.
 
     python benchmarks/kv_certify_paper.py [--instances 20] [--time-limit 60] [--workers 2]
-        [--families all_at_zero,poisson] [--formulations naive,time-indexed,aggregated,aggregated-card,aggregated-window,aggregated-count]
+        [--families all_at_zero,poisson] [--formulations naive,time-indexed,aggregated,aggregated-card,aggregated-window,aggregated-count,branch-and-bound]
         [--n N] [--out-json PATH] [--merge A.json B.json ...]
 
 The LP bounds of the candidate relaxations, one by one, are measured by benchmarks/kv_bounds_paper.py.
@@ -45,7 +47,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared part-file
 from _runs import read_parts  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ALL_FORMULATIONS = ("naive", "time-indexed", "aggregated", "aggregated-card", "aggregated-window", "aggregated-count")
+ALL_FORMULATIONS = ("naive", "time-indexed", "aggregated", "aggregated-card", "aggregated-window", "aggregated-count",
+                    "branch-and-bound")
 
 
 def make_instance(family: str, k: int, seed: int, n: int | None):
@@ -90,6 +93,16 @@ def run_job(job: dict) -> dict:
         row.update({"status": res.status, "objective": res.objective, "bound": res.bound, "gap": res.gap,
                     "build_s": res.build_seconds, "bound_source": result.get("bound_source"),
                     "columns": res.model_size.get("columns")})
+    elif job["formulation"] == "branch-and-bound":
+        from servopt.analysis.kv_optimum import best_policy_schedule
+        from servopt.solvers.kv_schedule_bnb import branch_and_bound
+
+        name, sched, _ = best_policy_schedule(inst)
+        res = branch_and_bound(inst, time_limit_s=job["time_limit"], incumbent=sched, incumbent_source=name)
+        result = res.to_dict(inst)
+        row.update({"status": res.status, "objective": res.objective, "bound": res.bound, "gap": res.gap,
+                    "build_s": 0.0, "bound_source": "branch-and-bound", "incumbent_source": res.incumbent_source,
+                    "nodes": res.nodes})
     else:
         from servopt.analysis.kv_optimum import best_policy_schedule
         from servopt.solvers.kv_schedule_certify import certify
