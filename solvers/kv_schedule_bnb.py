@@ -681,8 +681,8 @@ def branch_and_bound(instance: KVScheduleInstance, *, time_limit_s: float, incum
                   node_lp.lo, node_lp.hi, node_lp.offset)
         out = kernel.search(kernel.with_multipliers(prep, lp), node, best_cost=best_cost[0],
                             best_starts=best_starts[0], deadline=deadline, memo_entries=memo_limit)
-        if out[6]:
-            best_cost[0], best_starts[0], best_source[0] = out[0], out[1], "branch-and-bound"
+        if out.improved:
+            best_cost[0], best_starts[0], best_source[0] = out.best_cost, out.best_starts, "branch-and-bound"
         return out
 
     all_req = set(range(n))
@@ -695,12 +695,11 @@ def branch_and_bound(instance: KVScheduleInstance, *, time_limit_s: float, incum
     status = "optimal"
     t1 = time.perf_counter()
     if mode == "all":
-        cost_k, starts_k, nodes_k, prunes_k, finished, open_bound, improved, hits_k = compiled_search(
-            kernel.root_node(prep), root_multipliers)
-        stats.update(nodes=nodes_k, unjustified=prunes_k, memo_hits=hits_k)
-        if not finished:
+        out = compiled_search(kernel.root_node(prep), root_multipliers)
+        stats.update(nodes=out.nodes, unjustified=out.deferral_prunes, memo_hits=out.memo_hits)
+        if not out.finished:
             status = "time_limit"
-            stats["open_bound"] = open_bound
+            stats["open_bound"] = out.open_bound
     else:
         try:
             decision_round(min(e0.values()), all_req, e0, 0.0, None)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit, objmode, types
@@ -485,14 +486,24 @@ def root_node(prep: dict) -> dict:
             "waits": []}
 
 
-def search(prep: dict, node: dict, *, best_cost: float, best_starts, deadline: float, memo_entries: int = 10**7):
+class Outcome(NamedTuple):
+    """What ``search`` found in the subtree it was given."""
+
+    best_cost: float
+    best_starts: list  # start round per request of the best schedule (the given one if not improved)
+    nodes: int
+    deferral_prunes: int
+    finished: bool  # False: stopped at the deadline
+    open_bound: float  # least bound over what was left unexplored (only when not finished)
+    improved: bool  # a schedule better than ``best_cost`` was found
+    memo_hits: int
+
+
+def search(prep: dict, node: dict, *, best_cost: float, best_starts, deadline: float,
+           memo_entries: int = 10**7) -> Outcome:
     """Search the subtree of ``node`` (keys as ``root_node`` returns; ``waits`` the deferrals (j, t0)
     not yet blocked) against the incumbent ``best_cost``; stops at ``deadline`` (``time.perf_counter``).
-
-    Returns (best cost, best starts, nodes, deferral prunes, finished, open-node bound at the deadline,
-    improved, memo hits); the open-node bound covers only this subtree. ``memo_entries`` caps the
-    dominance memo (also capped at ``MEMO_BYTES``); 0 switches it off.
-    """
+    ``memo_entries`` caps the dominance memo (also capped at ``MEMO_BYTES``); 0 switches it off."""
     n = len(prep["a"])
     waits = np.array(node["waits"], np.int64).reshape(-1, 2)
     best = np.array([best_cost, -np.inf])
@@ -509,6 +520,5 @@ def search(prep: dict, node: dict, *, best_cost: float, best_starts, deadline: f
             prep["w"], prep["vol"], prep["peak"], prep["order"], prep["twin_before"], prep["weighted"],
             prep["integral"], prep["justify"], prep["use_lp"], prep["lp"], prep["group_of"], prep["lo"], prep["hi"],
             prep["offset"], prep["rc"], prep["suffix_min"], best, best_out, stats, deadline, memo_load, MEMO_PER_SET)
-    assert n == len(best_out)
-    return (float(best[0]), [int(p) for p in best_out], int(stats[0]), int(stats[1]), stats[2] == 0,
-            float(best[1]), bool(stats[3]), int(stats[4]))
+    return Outcome(float(best[0]), [int(p) for p in best_out], int(stats[0]), int(stats[1]), bool(stats[2] == 0),
+                   float(best[1]), bool(stats[3]), int(stats[4]))
