@@ -322,7 +322,7 @@ def _gap(objective: float, bound: float) -> float:
 
 def _kernel_mode(engine: str, lp_policy: str, objective: str) -> str:
     """``all``: the compiled search (solvers/kv_schedule_bnb_kernel.py) runs the whole tree (LP policies
-    none and root on latency objectives); ``none``: the Python search does.
+    none and root, every objective); ``none``: the Python search does.
 
     Tried and dropped: handing the subtrees below the LP-re-solving nodes of ``quarter`` to the compiled
     search with the ancestor LP's multipliers. On Poisson n = 12 seeds 0 and 1 (2-core machine, optimal
@@ -336,11 +336,11 @@ def _kernel_mode(engine: str, lp_policy: str, objective: str) -> str:
 
         if importlib.util.find_spec("numba") is None:  # a dependency, but keep working without it
             return "none"
-    if objective != "makespan" and lp_policy in ("none", "root"):
+    if lp_policy in ("none", "root"):
         return "all"
     if engine == "compiled":
-        raise InputError("engine", f"the compiled search runs LP policies none and root on latency objectives, "
-                                   f"not '{lp_policy}' on '{objective}'; use engine='python'")
+        raise InputError("engine", f"the compiled search runs LP policies none and root, not '{lp_policy}'; "
+                                   "use engine='python'")
     return "none"
 
 
@@ -669,7 +669,7 @@ def branch_and_bound(instance: KVScheduleInstance, *, time_limit_s: float, incum
         twin_matrix = np.zeros((n, n), dtype=bool)
         for j, before in enumerate(twin_before):
             twin_matrix[j, before] = True
-        prep = kernel.prepare(M=M, a=a, s=s, o=o, w=w, weighted=obj == "weighted_latency", integral=integral,
+        prep = kernel.prepare(M=M, a=a, s=s, o=o, w=w, objective=obj, integral=integral,
                               justify=justify, order=order, twin_before=twin_matrix)
 
     def compiled_search(node, multipliers):

@@ -6,18 +6,22 @@ round, the symmetry rule for twins, the justified-deferral rule, the residual vo
 position bounds, and the Lagrangian bound with the root LP's row duals (LP policy ``root``) or
 none (``none``). The differences are about reach, not correctness:
 
-* the dominance memo keeps at most ``MEMO_BYTES`` of load vectors (int16) and ``MEMO_PER_SET``
-  decision nodes per unstarted set, only for n <= 62 (the set is a bit mask), and it does not drop
-  kept nodes that a new one dominates; a decision node joins it when its stack frame is popped
-  (its subtree is then done), which can be later than in the Python search, never earlier;
+* the dominance memo (same rules: ``MEMO_PER_SET`` newest per unstarted set, a new node drops the
+  kept ones it dominates) holds at most ``MEMO_BYTES`` of load vectors (int16) and runs only for
+  n <= 62 (the set is a bit mask); a decision node joins it when its stack frame is popped, which
+  is when its subtree is done (a frame's in-place chain of decision rounds ends with the last one);
+  node counts equal the Python search's on every instance we compared;
 * node LPs are never re-solved (HiGHS cannot be called from compiled code), so the LP policies
-  ``decision``, ``shallow``, ``quarter`` and ``always`` and the makespan objective stay with the
-  Python search.
+  ``decision``, ``shallow``, ``quarter`` and ``always`` stay with the Python search.
+
+All three objectives: total and weighted latency (costs add up, the deferral rule applies) and the
+makespan (the cost is the latest finish so far, its bound ``max(cost, tau_|U|, max_j L_j)``, no
+deferral rule and no LP, as in the Python search).
 
 Measured on the 12 n = 12 instances of benchmarks/results/kv_schedule_exact_lp.md (seeds 0-5 per
 arrival model; 2-core development machine, one solve at a time): all 12 proven, 11 of them within
-4.1 s, Poisson seed 0 (optimum 551, 10.9 M nodes) in 20.7-21.3 s; about 500,000 nodes per second against
-about 20,000 in the Python search.
+2.7 s, Poisson seed 0 (optimum 551, 6.5 M nodes) in 12.6 s; about 500,000 nodes per second against
+about 20,000 in the Python search. Makespan, n = 7: 0.2-0.35 s against 8.7-16 s.
 
 Every function works on plain numpy arrays (``unst[j]`` true while j is unstarted, ``starts[j]`` the
 start or -1, ``load[r]`` the tokens held in round r, ``e[j]`` a valid earliest start of unstarted j).
@@ -37,6 +41,8 @@ from numba.typed import Dict
 CLOCK_EVERY = 4096  # nodes between two reads of the clock
 MEMO_BYTES = 256 * 2**20  # load vectors kept by the dominance memo (int16 per round)
 MEMO_PER_SET = 64  # kept decision nodes per unstarted set, as in the Python search
+TOTAL_LATENCY, WEIGHTED_LATENCY, MAKESPAN = 0, 1, 2
+OBJECTIVE_CODES = {"total_latency": TOTAL_LATENCY, "weighted_latency": WEIGHTED_LATENCY, "makespan": MAKESPAN}
 
 
 @njit(cache=True)
@@ -62,7 +68,7 @@ def _add(load, s, o, j, p, sign):
 
 
 @njit(cache=True)
-def _bound(t, unst, e, cost, M, a, s, o, w, vol_order, vol, peak, load, weighted, scratch):
+def _bound(t, unst, e, cost, M, a, s, o, w, vol_order, vol, peak, load, objective, scratch):
     """The combinatorial bound of the Python search (``bound`` there), term by term. ``vol_order``
     lists the requests by volume; ``scratch`` (6 x n) holds the small sorted arrays, so that a node
     allocates nothing."""
@@ -73,7 +79,7 @@ def _bound(t, unst, e, cost, M, a, s, o, w, vol_order, vol, peak, load, weighted
             m += 1
     if m == 0:
         return cost
-    if weighted:
+    if objective == WEIGHTED_LATENCY:
         total = cost
         for j in range(n):
             if unst[j]:
@@ -109,6 +115,8 @@ def _bound(t, unst, e, cost, M, a, s, o, w, vol_order, vol, peak, load, weighted
                 while not unst[vol_order[q]]:
                     q += 1
                 need += vol[vol_order[q]]
+    if objective == MAKESPAN:
+        return max(cost, tt, L[m - 1])  # all volume fits by round tt; the last release-bound finish
     b = 0
     s_min = 1 << 40
     e_min = 1 << 40
@@ -243,18 +251,58 @@ def _dominated(key, t, cost, load, memo_head, ENT_T, ENT_COST, ENT_NEXT, memo_lo
 
 
 @njit(cache=True)
-def _commit(FRAME_PENDING, d, ENT_KEY, ENT_NEXT, memo_head, memo_count, memo_per_set):
-    """Frame ``d`` is popped: its decision nodes' subtrees are done, so they join the memo."""
+def _below_from(first, x, y, memo_load):
+    """``memo_load[x, r] <= memo_load[y, r]`` for every round ``r >= first``."""
+    for r in range(first, memo_load.shape[1]):
+        if memo_load[x, r] > memo_load[y, r]:
+            return False
+    return True
+
+
+@njit(cache=True)
+def _commit(FRAME_PENDING, d, ENT_T, ENT_COST, ENT_KEY, ENT_NEXT, memo_head, memo_count, memo_per_set, memo_load,
+            FREE, free_top):
+    """Frame ``d`` is popped: its decision nodes' subtrees are done, so they join the memo, as in the
+    Python search: a new node first drops the kept nodes of its set that it dominates, and a set keeps
+    its ``memo_per_set`` newest nodes (lists run newest first). Dropped slots go to the free stack."""
     e = FRAME_PENDING[d]
     while e >= 0:
-        nxt = ENT_NEXT[e]
+        pending_next = ENT_NEXT[e]
         key = ENT_KEY[e]
-        c = memo_count[key] if key in memo_count else 0
-        if c < memo_per_set:
-            ENT_NEXT[e] = memo_head[key] if key in memo_head else -1
-            memo_head[key] = e
-            memo_count[key] = c + 1
-        e = nxt
+        count = memo_count[key] if key in memo_count else 0
+        head = memo_head[key] if key in memo_head else -1
+        prev = -1
+        x = head
+        while x >= 0:
+            nxt = ENT_NEXT[x]
+            if (ENT_T[e] <= ENT_T[x] and ENT_COST[e] <= ENT_COST[x] + 1e-9
+                    and _below_from(ENT_T[x] + 1, e, x, memo_load)):
+                if prev < 0:
+                    head = nxt
+                else:
+                    ENT_NEXT[prev] = nxt
+                count -= 1
+                FREE[free_top[0]] = x
+                free_top[0] += 1
+            else:
+                prev = x
+            x = nxt
+        ENT_NEXT[e] = head
+        head = e
+        count += 1
+        if count > memo_per_set:  # drop the oldest, the list's last
+            prev = -1
+            x = head
+            while ENT_NEXT[x] >= 0:
+                prev = x
+                x = ENT_NEXT[x]
+            ENT_NEXT[prev] = -1
+            count -= 1
+            FREE[free_top[0]] = x
+            free_top[0] += 1
+        memo_head[key] = head
+        memo_count[key] = count
+        e = pending_next
     FRAME_PENDING[d] = -1
 
 
@@ -266,7 +314,7 @@ def _unjustified_in_place(t, wj, wt, wn, unst, starts, load, cap, s, o, peak):
 
 @njit(cache=True)
 def _search(t0, cands0, idx0, e0, unst, starts, cost0, wj0, wt0, load, cap, M, a, s, o, w, vol, peak, order,
-            twin_before, weighted, integral, justify, use_lp, lp, group_of, lo, hi, offset, rc, suffix_min, best,
+            twin_before, objective, integral, justify, use_lp, lp, group_of, lo, hi, offset, rc, suffix_min, best,
             best_starts, stats, deadline, memo_load, memo_per_set):
     """The Python search's ``choose`` / ``decision_round`` recursion as a loop over an explicit stack.
 
@@ -301,6 +349,8 @@ def _search(t0, cands0, idx0, e0, unst, starts, cost0, wj0, wt0, load, cap, M, a
     ENT_COST = np.empty(memo_load.shape[0])
     ENT_KEY = np.empty(memo_load.shape[0], np.int64)
     ENT_NEXT = np.empty(memo_load.shape[0], np.int64)
+    FREE = np.empty(memo_load.shape[0], np.int64)  # slots of dropped entries, reused first
+    free_top = np.zeros(1, np.int64)
     used = 0
     FRAME_PENDING = np.full(n + 1, -1, np.int64)
     vol_order = np.argsort(vol)
@@ -340,7 +390,7 @@ def _search(t0, cands0, idx0, e0, unst, starts, cost0, wj0, wt0, load, cap, M, a
             with objmode(now="float64"):
                 now = time.perf_counter()
             if now > deadline:
-                open_bound = _bound(t, unst, e, COST[d], M, a, s, o, w, vol_order, vol, peak, load, weighted, scratch) if m else COST[d]
+                open_bound = _bound(t, unst, e, COST[d], M, a, s, o, w, vol_order, vol, peak, load, objective, scratch) if m else COST[d]
                 for q in range(d):
                     open_bound = min(open_bound, B[q])
                 stats[2] = 1
@@ -351,18 +401,21 @@ def _search(t0, cands0, idx0, e0, unst, starts, cost0, wj0, wt0, load, cap, M, a
                 best[0] = COST[d]
                 best_starts[:] = starts
                 stats[3] = 1
-            _commit(FRAME_PENDING, d, ENT_KEY, ENT_NEXT, memo_head, memo_count, memo_per_set)
+            _commit(FRAME_PENDING, d, ENT_T, ENT_COST, ENT_KEY, ENT_NEXT, memo_head, memo_count, memo_per_set, memo_load,
+                        FREE, free_top)
             d -= 1
             continue
-        b = _bound(t, unst, e, COST[d], M, a, s, o, w, vol_order, vol, peak, load, weighted, scratch)
+        b = _bound(t, unst, e, COST[d], M, a, s, o, w, vol_order, vol, peak, load, objective, scratch)
         if _prunes(b, best[0], integral):
-            _commit(FRAME_PENDING, d, ENT_KEY, ENT_NEXT, memo_head, memo_count, memo_per_set)
+            _commit(FRAME_PENDING, d, ENT_T, ENT_COST, ENT_KEY, ENT_NEXT, memo_head, memo_count, memo_per_set, memo_load,
+                        FREE, free_top)
             d -= 1
             continue
         if use_lp:
             b = max(b, _lagrangian(lp, starts, unst, e, group_of, lo, hi, offset, rc, suffix_min))
             if _prunes(b, best[0], integral):
-                _commit(FRAME_PENDING, d, ENT_KEY, ENT_NEXT, memo_head, memo_count, memo_per_set)
+                _commit(FRAME_PENDING, d, ENT_T, ENT_COST, ENT_KEY, ENT_NEXT, memo_head, memo_count, memo_per_set, memo_load,
+                        FREE, free_top)
                 d -= 1
                 continue
         B[d] = b
@@ -386,7 +439,8 @@ def _search(t0, cands0, idx0, e0, unst, starts, cost0, wj0, wt0, load, cap, M, a
                 live = _unjustified_in_place(t2, WJ[d], WT[d], WN[d], unst, starts, load, cap, s, o, peak)
                 if live < 0:
                     stats[1] += 1
-                    _commit(FRAME_PENDING, d, ENT_KEY, ENT_NEXT, memo_head, memo_count, memo_per_set)
+                    _commit(FRAME_PENDING, d, ENT_T, ENT_COST, ENT_KEY, ENT_NEXT, memo_head, memo_count, memo_per_set, memo_load,
+                        FREE, free_top)
                     d -= 1
                     continue
                 WN[d] = live
@@ -397,17 +451,24 @@ def _search(t0, cands0, idx0, e0, unst, starts, cost0, wj0, wt0, load, cap, M, a
                         key |= 1 << j
                 if _dominated(key, t2, COST[d], load, memo_head, ENT_T, ENT_COST, ENT_NEXT, memo_load):
                     stats[4] += 1
-                    _commit(FRAME_PENDING, d, ENT_KEY, ENT_NEXT, memo_head, memo_count, memo_per_set)
+                    _commit(FRAME_PENDING, d, ENT_T, ENT_COST, ENT_KEY, ENT_NEXT, memo_head, memo_count, memo_per_set, memo_load,
+                        FREE, free_top)
                     d -= 1
                     continue
-                if used < memo_load.shape[0]:
-                    ENT_T[used] = t2
-                    ENT_COST[used] = COST[d]
-                    ENT_KEY[used] = key
-                    memo_load[used, :] = load
-                    ENT_NEXT[used] = FRAME_PENDING[d]
-                    FRAME_PENDING[d] = used
+                slot = -1
+                if free_top[0] > 0:
+                    free_top[0] -= 1
+                    slot = FREE[free_top[0]]
+                elif used < memo_load.shape[0]:
+                    slot = used
                     used += 1
+                if slot >= 0:
+                    ENT_T[slot] = t2
+                    ENT_COST[slot] = COST[d]
+                    ENT_KEY[slot] = key
+                    memo_load[slot, :] = load
+                    ENT_NEXT[slot] = FRAME_PENDING[d]
+                    FRAME_PENDING[d] = slot
             continue
         j = C[d, IDX[d]]
         J[d] = j
@@ -432,7 +493,7 @@ def _search(t0, cands0, idx0, e0, unst, starts, cost0, wj0, wt0, load, cap, M, a
         IDX[c] = IDX[d] + 1
         T[c] = t
         MM[c] = m - 1
-        COST[c] = COST[d] + w[j] * (t + o[j] - a[j])
+        COST[c] = max(COST[d], t + o[j]) if objective == MAKESPAN else COST[d] + w[j] * (t + o[j] - a[j])
         WN[c] = WN[d]
         WJ[c, : WN[d]] = WJ[d, : WN[d]]
         WT[c, : WN[d]] = WT[d, : WN[d]]
@@ -440,7 +501,7 @@ def _search(t0, cands0, idx0, e0, unst, starts, cost0, wj0, wt0, load, cap, M, a
         d = c
 
 
-def prepare(*, M: int, a, s, o, w, weighted: bool, integral: bool, justify: bool, order, twin_before, lp=None) -> dict:
+def prepare(*, M: int, a, s, o, w, objective: str, integral: bool, justify: bool, order, twin_before, lp=None) -> dict:
     """The arrays every call of ``search`` needs, built once per instance.
 
     ``lp``: None, or ``(const, rc, suffix_min, group_of, lo, hi, offset)`` from an LP of ``_NodeLP``
@@ -455,7 +516,8 @@ def prepare(*, M: int, a, s, o, w, weighted: bool, integral: bool, justify: bool
         cap[j, : o[j]] = M - s[j] - np.arange(1, o[j] + 1)
     prep = {"M": int(M), "a": a, "s": s, "o": o, "w": np.asarray(w, np.float64), "vol": s * o + o * (o + 1) // 2,
             "peak": s + o, "cap": cap, "order": np.asarray(order, np.int64),
-            "twin_before": np.asarray(twin_before, np.bool_), "weighted": bool(weighted), "integral": bool(integral),
+            "twin_before": np.asarray(twin_before, np.bool_), "objective": OBJECTIVE_CODES[objective],
+            "integral": bool(integral),
             "justify": bool(justify)}
     return with_multipliers(prep, lp)
 
@@ -510,14 +572,15 @@ def search(prep: dict, node: dict, *, best_cost: float, best_starts, deadline: f
     best_out = np.asarray(best_starts, np.int64).copy()
     stats = np.zeros(5, np.int64)  # nodes, deferral prunes, time up, improved, memo hits
     rounds = len(node["load"])
-    # no more slots than unstarted sets can use (each entry is written before it is read)
-    slots = min(memo_entries, MEMO_BYTES // (2 * rounds), 2 * MEMO_PER_SET * 2 ** min(n, 40))
+    # no more slots than can be live: MEMO_PER_SET kept per unstarted set, plus the decision nodes
+    # still waiting on their frames (at most one per round and frame); dropped slots are reused
+    slots = min(memo_entries, MEMO_BYTES // (2 * rounds), MEMO_PER_SET * 2 ** min(n, 40) + (n + 1) * rounds)
     memo_load = np.empty((max(0, slots), rounds), np.int16 if prep["M"] < 2**15 else np.int64)
     _search(int(node["t"]), np.asarray(node["cands"], np.int64), int(node["idx"]),
             np.asarray(node["e"], np.int64).copy(), np.asarray(node["unstarted"], np.bool_).copy(),
             np.asarray(node["starts"], np.int64).copy(), float(node["cost"]), waits[:, 0].copy(), waits[:, 1].copy(),
             np.asarray(node["load"], np.int64).copy(), prep["cap"], prep["M"], prep["a"], prep["s"], prep["o"],
-            prep["w"], prep["vol"], prep["peak"], prep["order"], prep["twin_before"], prep["weighted"],
+            prep["w"], prep["vol"], prep["peak"], prep["order"], prep["twin_before"], prep["objective"],
             prep["integral"], prep["justify"], prep["use_lp"], prep["lp"], prep["group_of"], prep["lo"], prep["hi"],
             prep["offset"], prep["rc"], prep["suffix_min"], best, best_out, stats, deadline, memo_load, MEMO_PER_SET)
     return Outcome(float(best[0]), [int(p) for p in best_out], int(stats[0]), int(stats[1]), bool(stats[2] == 0),
