@@ -528,7 +528,6 @@ def branch_and_bound(instance: KVScheduleInstance, *, time_limit_s: float, incum
             return idx == 0 and 4 * (n - len(unstarted)) <= n
         return lp_policy == "decision" and idx == 0  # root: the root LP's multipliers serve every node
     deadline = t0 + time_limit_s
-    open_bounds: list[float] = []  # bounds of nodes abandoned at the time limit
 
     def refresh(unstarted, e, lo_of):
         return {j: earliest(j, max(e[j], lo_of(j))) for j in unstarted}
@@ -663,27 +662,6 @@ def branch_and_bound(instance: KVScheduleInstance, *, time_limit_s: float, incum
                 waits[0].pop()
 
     mode = _kernel_mode(engine, lp_policy, obj)
-    if mode != "none":
-        from servopt.solvers import kv_schedule_bnb_kernel as kernel
-
-        twin_matrix = np.zeros((n, n), dtype=bool)
-        for j, before in enumerate(twin_before):
-            twin_matrix[j, before] = True
-        prep = kernel.prepare(M=M, a=a, s=s, o=o, w=w, objective=obj, integral=integral,
-                              justify=justify, order=order, twin_before=twin_matrix)
-
-    def compiled_search(node, multipliers):
-        """Hand the subtree of ``node`` to the compiled search; keeps its incumbent if better."""
-        lp = None
-        if node_lp is not None and multipliers is not None:
-            const, rc, suffix_min = multipliers
-            lp = (const, rc, np.concatenate(suffix_min), [node_lp.group_of[j] for j in range(n)],
-                  node_lp.lo, node_lp.hi, node_lp.offset)
-        out = kernel.search(kernel.with_multipliers(prep, lp), node, best_cost=best_cost[0],
-                            best_starts=best_starts[0], deadline=deadline, memo_entries=memo_limit)
-        if out.improved:
-            best_cost[0], best_starts[0], best_source[0] = out.best_cost, out.best_starts, "branch-and-bound"
-        return out
 
     all_req = set(range(n))
     e0 = {j: earliest(j, 0) for j in all_req}
@@ -695,7 +673,22 @@ def branch_and_bound(instance: KVScheduleInstance, *, time_limit_s: float, incum
     status = "optimal"
     t1 = time.perf_counter()
     if mode == "all":
-        out = compiled_search(kernel.root_node(prep), root_multipliers)
+        from servopt.solvers import kv_schedule_bnb_kernel as kernel
+
+        twin_matrix = np.zeros((n, n), dtype=bool)
+        for j, before in enumerate(twin_before):
+            twin_matrix[j, before] = True
+        lp = None
+        if root_multipliers is not None:
+            const, rc, suffix_min = root_multipliers
+            lp = (const, rc, np.concatenate(suffix_min), [node_lp.group_of[j] for j in range(n)],
+                  node_lp.lo, node_lp.hi, node_lp.offset)
+        prep = kernel.prepare(M=M, a=a, s=s, o=o, w=w, objective=obj, integral=integral, justify=justify,
+                              order=order, twin_before=twin_matrix, lp=lp)
+        out = kernel.search(prep, kernel.root_node(prep), best_cost=best_cost[0], best_starts=best_starts[0],
+                            deadline=deadline, memo_entries=memo_limit)
+        if out.improved:
+            best_cost[0], best_starts[0], best_source[0] = out.best_cost, out.best_starts, "branch-and-bound"
         stats.update(nodes=out.nodes, unjustified=out.deferral_prunes, memo_hits=out.memo_hits)
         if not out.finished:
             status = "time_limit"

@@ -191,8 +191,9 @@ def _prunes(b, best, integral):
 
 
 @njit(cache=True)
-def _unjustified(t, wj, wt, wn, out_j, out_t, unst, starts, load, cap, s, o, peak):
-    """Copy the deferrals not yet blocked to ``out``; -1 when one can no longer be blocked, else their count."""
+def _unjustified(t, wj, wt, wn, unst, starts, load, cap, s, o, peak):
+    """Move the deferrals not yet blocked to the front of ``wj``/``wt``; -1 when one can no longer be
+    blocked, else their count."""
     n = len(s)
     live = 0
     add_max = np.zeros(0, np.int64)
@@ -226,8 +227,8 @@ def _unjustified(t, wj, wt, wn, out_j, out_t, unst, starts, load, cap, s, o, pea
                 break
         if not can_block:
             return -1
-        out_j[live] = j
-        out_t[live] = t0
+        wj[live] = j  # live <= q: the entry at q was read above
+        wt[live] = t0
         live += 1
     return live
 
@@ -304,12 +305,6 @@ def _commit(FRAME_PENDING, d, ENT_T, ENT_COST, ENT_KEY, ENT_NEXT, memo_head, mem
         memo_count[key] = count
         e = pending_next
     FRAME_PENDING[d] = -1
-
-
-@njit(cache=True)
-def _unjustified_in_place(t, wj, wt, wn, unst, starts, load, cap, s, o, peak):
-    """``_unjustified`` writing the live deferrals back to the front of the same row."""
-    return _unjustified(t, wj, wt, wn, wj, wt, unst, starts, load, cap, s, o, peak)
 
 
 @njit(cache=True)
@@ -436,7 +431,7 @@ def _search(t0, cands0, idx0, e0, unst, starts, cost0, wj0, wt0, load, cap, M, a
             NC[d] = nc
             IDX[d] = 0
             if justify:
-                live = _unjustified_in_place(t2, WJ[d], WT[d], WN[d], unst, starts, load, cap, s, o, peak)
+                live = _unjustified(t2, WJ[d], WT[d], WN[d], unst, starts, load, cap, s, o, peak)
                 if live < 0:
                     stats[1] += 1
                     _commit(FRAME_PENDING, d, ENT_T, ENT_COST, ENT_KEY, ENT_NEXT, memo_head, memo_count, memo_per_set, memo_load,
@@ -502,10 +497,10 @@ def _search(t0, cands0, idx0, e0, unst, starts, cost0, wj0, wt0, load, cap, M, a
 
 
 def prepare(*, M: int, a, s, o, w, objective: str, integral: bool, justify: bool, order, twin_before, lp=None) -> dict:
-    """The arrays every call of ``search`` needs, built once per instance.
+    """The arrays ``search`` needs, built once per instance.
 
-    ``lp``: None, or ``(const, rc, suffix_min, group_of, lo, hi, offset)`` from an LP of ``_NodeLP``
-    (``suffix_min`` flattened like ``rc``); ``with_multipliers`` swaps in another LP's.
+    ``lp``: None, or ``(const, rc, suffix_min, group_of, lo, hi, offset)`` from the root LP of ``_NodeLP``
+    (``suffix_min`` flattened like ``rc``).
     """
     n = len(a)
     a = np.asarray(a, np.int64)
@@ -517,23 +512,16 @@ def prepare(*, M: int, a, s, o, w, objective: str, integral: bool, justify: bool
     prep = {"M": int(M), "a": a, "s": s, "o": o, "w": np.asarray(w, np.float64), "vol": s * o + o * (o + 1) // 2,
             "peak": s + o, "cap": cap, "order": np.asarray(order, np.int64),
             "twin_before": np.asarray(twin_before, np.bool_), "objective": OBJECTIVE_CODES[objective],
-            "integral": bool(integral),
-            "justify": bool(justify)}
-    return with_multipliers(prep, lp)
-
-
-def with_multipliers(prep: dict, lp) -> dict:
-    """``prep`` with the Lagrangian multipliers ``lp`` (see ``prepare``), or with none."""
-    out = dict(prep)
+            "integral": bool(integral), "justify": bool(justify)}
     if lp is None:
-        out.update(use_lp=False, lp=np.zeros(1), group_of=np.zeros(1, np.int64), lo=np.zeros(1, np.int64),
-                   hi=np.zeros(1, np.int64), offset=np.zeros(1, np.int64), rc=np.zeros(1), suffix_min=np.zeros(1))
+        prep.update(use_lp=False, lp=np.zeros(1), group_of=np.zeros(1, np.int64), lo=np.zeros(1, np.int64),
+                    hi=np.zeros(1, np.int64), offset=np.zeros(1, np.int64), rc=np.zeros(1), suffix_min=np.zeros(1))
     else:
         const, rc, suffix_min, group_of, lo, hi, offset = lp
-        out.update(use_lp=True, lp=np.array([const], np.float64), rc=np.asarray(rc, np.float64),
-                   suffix_min=np.asarray(suffix_min, np.float64), group_of=np.asarray(group_of, np.int64),
-                   lo=np.asarray(lo, np.int64), hi=np.asarray(hi, np.int64), offset=np.asarray(offset, np.int64))
-    return out
+        prep.update(use_lp=True, lp=np.array([const], np.float64), rc=np.asarray(rc, np.float64),
+                    suffix_min=np.asarray(suffix_min, np.float64), group_of=np.asarray(group_of, np.int64),
+                    lo=np.asarray(lo, np.int64), hi=np.asarray(hi, np.int64), offset=np.asarray(offset, np.int64))
+    return prep
 
 
 def root_node(prep: dict) -> dict:
