@@ -299,3 +299,28 @@ def test_time_limit_also_bounds_the_root_lp():
     assert time.perf_counter() - t0 < 3.0 + 6.0
     assert res.status == "time_limit" and res.bound <= res.objective
     assert check_result(inst, res.to_dict(inst)) == []
+
+
+def test_no_shortest_first_start_order_holds_an_optimum():
+    """Why the search branches on every start (README, issue 7): starting requests in shortest-output-first
+    order is not without loss. Here (M = 10, s = 2, all at 0) the optimum 28 starts a 7-round request
+    before a 2-round one; every schedule whose starts are non-decreasing in o costs at least 29
+    (enumerated below, independently of the search)."""
+    import itertools
+
+    outputs = [1, 2, 2, 7, 7]  # sorted: a shortest-first start order means non-decreasing starts here
+    inst = _instance([(0, 2, o, 1.0) for o in outputs], 10)
+
+    def feasible(starts):
+        load = {}
+        for p, o in zip(starts, outputs):
+            for k in range(1, o + 1):
+                load[p + k] = load.get(p + k, 0) + 2 + k
+        return max(load.values()) <= 10
+
+    best_ordered = min(sum(p + o for p, o in zip(starts, outputs))
+                       for starts in itertools.combinations_with_replacement(range(12), len(outputs))
+                       if feasible(starts))
+    assert best_ordered == 29
+    res = branch_and_bound(inst, time_limit_s=10)
+    assert res.status == "optimal" and res.objective == 28 == brute_force_optimum(inst)[0]
