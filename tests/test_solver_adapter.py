@@ -82,3 +82,36 @@ def test_warm_start_reaches_highs():
     res = solve(m, time_limit_s=10, rel_gap=0, warm_start=start, options={"presolve": "off"})
     assert res.extra["warm_start_accepted"] is True
     assert res.objective == _brute_force_knapsack(values, weights, 9)
+
+
+def test_presolve_rule_switches_off_where_it_would_overrun_the_limit():
+    # HiGHS's presolve does not stop at the time limit (solvers/highs.py docstring): ~1e-5 s per nonzero
+    from servopt.solvers.highs import _with_presolve_rule
+
+    assert _with_presolve_rule(None, 1_000_000, 5.0)["presolve"] == "off"  # ~10 s estimated, 1.25 s allowed
+    assert _with_presolve_rule(None, 1_000_000, 60.0)["presolve"] == "choose"
+    assert _with_presolve_rule({"presolve": "on"}, 1_000_000, 5.0)["presolve"] == "on"  # the caller wins
+    assert _with_presolve_rule({"mip_rel_gap": 0.1}, 100, 1.0) == {"mip_rel_gap": 0.1, "presolve": "choose"}
+
+
+def test_solve_highspy_resets_presolve_on_a_reused_model():
+    import highspy
+    import numpy as np
+
+    from servopt.solvers.highs import solve_highspy
+
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    n = 2000  # 2000 x 2000 dense rows: 4 M nonzeros, ~40 s of presolve by the rule's rate
+    h.addVars(n, np.zeros(n), np.ones(n))
+    h.changeColsCost(n, np.arange(n, dtype=np.int32), -np.ones(n))
+    for _ in range(n):
+        h.addRow(-np.inf, 1.0, n, np.arange(n, dtype=np.int32), np.ones(n))
+    def presolve():
+        value = h.getOptionValue("presolve")
+        return value[1] if isinstance(value, tuple) else value  # highspy 1.15 returns (status, value)
+
+    solve_highspy(h, time_limit_s=1.0)
+    assert presolve() == "off"
+    solve_highspy(h, time_limit_s=1e4)
+    assert presolve() == "choose"
