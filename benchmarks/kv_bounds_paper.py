@@ -24,7 +24,7 @@ Bounds (rows of the table; every one proven in the module named):
   ``--mip-seconds`` (the optimum when it finishes). Valid: it relaxes the integrality of the small
   types only, so every schedule is a feasible point at its own cost. It asks how much of the LP's gap
   is the big requests' chain (their exclusive windows can no longer be smeared); measured in the
-  README, "Certifying the KV-scheduling optimum".
+  README, "Against proven optima, and how far the exact search reaches".
 
 ``--n N`` fixes the number of requests (the generator of benchmarks/kv_certify_paper.py, same
 seeds); with ``--exact-seconds S`` each instance is also solved by the compiled branch-and-bound
@@ -88,18 +88,25 @@ def _mip_big(inst, cutoff: float, seconds: float) -> dict:
     """``mip-window-big`` (module docstring): big types integer, the rest continuous; the dual bound."""
     from servopt.solvers.kv_schedule_direct import build_direct, solve_direct
 
-    t0 = time.perf_counter()
     dm = build_direct(inst, formulation="aggregated-window", cutoff=cutoff, relax=True)
     g = dm.groups
     big_types = 2 * (g.prompt + g.output) > inst.memory_tokens
     cols = np.flatnonzero(big_types[dm.col_group]).astype(np.int32)
     dm.highs.changeColsIntegrality(len(cols), cols, np.ones(len(cols), dtype=np.uint8))
     res, _ = solve_direct(dm, time_limit_s=seconds, rel_gap=0.0)  # relaxed=True: no schedule is read back
-    # a limit hit before the root LP is solved leaves HiGHS's trivial bound (0: costs are >= 0) or none;
-    # report "no bound" then, not a share of 0 that would drag the medians down
-    value = res.bound if res.bound is not None and res.bound > 0 else None
+    value = _mip_value(res.bound)
     return {"value": value, "status": res.status if value is not None else "root LP unfinished",
             "big_columns": int(len(cols))}
+
+
+def _mip_value(bound: float | None) -> float | None:
+    """A limit hit before the root LP is solved leaves HiGHS's trivial bound (0: costs are >= 0) or none:
+    report "no bound" then, not a share of 0 that would drag the medians down."""
+    return bound if bound is not None and bound > 0 else None
+
+
+def _size(row: dict) -> str:
+    return row.get("size", "U{40..60}")  # rows written before --n have no size: the paper's n
 
 
 def _exact(inst, incumbent, seconds: float) -> dict:
@@ -186,14 +193,14 @@ def _median(xs):
 
 def summarise(rows: list[dict]) -> list[dict]:
     out = []
-    sizes = sorted({r.get("size", "U{40..60}") for r in rows}, key=lambda x: (len(x), x))
+    sizes = sorted({_size(r) for r in rows}, key=lambda x: (len(x), x))
     for fam, size in [(f, z) for f in sorted({r["family"] for r in rows}) for z in sizes]:
         for bound in ALL_BOUNDS:
-            sub = [r for r in rows if r["family"] == fam and r.get("size", "U{40..60}") == size and r["bound"] == bound]
+            sub = [r for r in rows if r["family"] == fam and _size(r) == size and r["bound"] == bound]
             if not sub:
                 continue
             shares = [r["share"] for r in sub if r["share"] is not None]
-            window = {r["k"]: r["share"] for r in rows if r["family"] == fam and r.get("size", "U{40..60}") == size
+            window = {r["k"]: r["share"] for r in rows if r["family"] == fam and _size(r) == size
                       and r["bound"] == "lp-window"}
             lifts = [r["share"] - window[r["k"]] for r in sub if r["share"] is not None and window.get(r["k"]) is not None]
             out.append({
@@ -270,7 +277,7 @@ def main(argv=None):
     if args.rewrite:
         d = json.loads(Path(args.rewrite).read_text())
         for r in d["rows"]:
-            if r["bound"] == "mip-window-big" and (r.get("value") is None or r["value"] <= 0):
+            if r["bound"] == "mip-window-big" and _mip_value(r.get("value")) is None:
                 r.update(value=None, share=None, status="root LP unfinished")
         out = Path(args.out)
         write_tables(d["rows"], d["meta"], out, out.with_suffix(".json"))

@@ -28,13 +28,13 @@ or infinite. It is never negative beyond round-off.
 HiGHS fixes its thread count per process at the first solve (research/pyomo-highs.md §4), so
 ``threads`` defaults to 1 everywhere and callers should not vary it within one process.
 
-*Presolve and the time limit* (``solve_highspy``). HiGHS's presolve does not check the time limit
+*Presolve and the time limit* (both routes). HiGHS's presolve does not check the time limit
 everywhere (ERGO-Code/HiGHS issues #1278 and #1501, both open). On the KV window programs it ran about
 1e-5 s per nonzero whatever the limit: 10.1 s under a 4 s limit at 982k nonzeros (paper-size instance,
 2-core machine), where it also reduced nothing; 1.7-4.2 s under a 1 s limit at 0.1-0.3 M nonzeros.
 So where ``nonzeros * PRESOLVE_SECONDS_PER_NONZERO`` exceeds ``PRESOLVE_SHARE_OF_LIMIT`` of the
-limit, ``solve_highspy`` switches presolve off and the limit holds (a ``presolve`` entry in
-``options`` wins). Presolve stays on where it is cheap against the limit, because it can help: on 6
+limit, presolve is switched off and the limit holds (a ``presolve`` entry in ``options`` wins).
+The Pyomo route hands the model over before the solve and charges that to the limit too. Presolve stays on where it is cheap against the limit, because it can help: on 6
 all-at-0 n = 12 instances at 30 s it certified 3 against 2 without it.
 """
 from __future__ import annotations
