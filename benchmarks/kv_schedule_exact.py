@@ -33,7 +33,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _solve_one(job) -> dict:
-    model, n, k, form, time_limit = job
+    model, n, k, form, time_limit, improve_seconds = job
     inst = KVScheduleInstance.from_dict(synthetic(np.random.default_rng([2026, n, k]), arrival_model=model, n=n))
     policy, options = None, {}
     if form.startswith("branch-and-bound["):  # branch-and-bound[POLICY;OPTION;...], see --bnb-lp-policies
@@ -47,7 +47,8 @@ def _solve_one(job) -> dict:
                 raise SystemExit(f"unknown branch-and-bound option '{token}' in {form}")
     t0 = time.perf_counter()
     res = solve_optimum(inst, time_limit_s=time_limit, rel_gap=0.0,
-                        formulation="branch-and-bound" if policy else form, bnb_lp_policy=policy, bnb_options=options)
+                        formulation="branch-and-bound" if policy else form, bnb_lp_policy=policy, bnb_options=options,
+                        improve_seconds=improve_seconds)
     return {"model": model, "formulation": form, "n": n, "seed": k, "M": inst.memory_tokens, "status": res.status,
             "objective": res.objective, "bound": res.bound, "bound_source": res.bound_source,
             "gap": res.gap, "seconds": time.perf_counter() - t0, "warm": res.warm_start,
@@ -67,6 +68,8 @@ def main(argv=None) -> int:
                          "each a row 'branch-and-bound[policy]'; append ';shortest-first' (candidate order, default longest-first) "
                          "or ';no-justify' (no justified-deferral rule) to a policy to change the search, e.g. root;shortest-first;no-justify")
     ap.add_argument("--workers", type=int, default=1, help="instances solved in parallel (one process each)")
+    ap.add_argument("--improve-seconds", type=float, default=0.0,
+                    help="branch-and-bound: seconds of the limit spent improving the incumbent when a 1 s search does not finish")
     ap.add_argument("--out", default=str(RESULTS / "kv_schedule_exact"))
     args = ap.parse_args(argv)
     sizes = [int(x) for x in args.sizes.split(",")]
@@ -77,7 +80,7 @@ def main(argv=None) -> int:
             forms += [f"branch-and-bound[{p}]" for p in args.bnb_lp_policies.split(",")]
         else:
             forms.append(form)
-    jobs = [(model, n, k, form, args.time_limit) for model in args.models.split(",") for n in sizes
+    jobs = [(model, n, k, form, args.time_limit, args.improve_seconds) for model in args.models.split(",") for n in sizes
             for k in range(args.seeds) for form in forms]
     if args.workers > 1:
         from multiprocessing import Pool
@@ -94,6 +97,7 @@ def main(argv=None) -> int:
              f"Command: `python benchmarks/kv_schedule_exact.py --sizes {args.sizes} --seeds {args.seeds} "
              f"--time-limit {args.time_limit:g} --models {args.models} --formulations {args.formulations}"
              + (f" --bnb-lp-policies {args.bnb_lp_policies}" if args.bnb_lp_policies else "")
+             + (f" --improve-seconds {args.improve_seconds:g}" if args.improve_seconds else "")
              + (f" --workers {args.workers}" if args.workers > 1 else "") + "`", "",
              f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.workers} instance(s) at a time "
              f"(load average at the end {os.getloadavg()[0]:.1f}); "
