@@ -34,8 +34,9 @@ everywhere (ERGO-Code/HiGHS issues #1278 and #1501, both open). On the KV window
 2-core machine), where it also reduced nothing; 1.7-4.2 s under a 1 s limit at 0.1-0.3 M nonzeros.
 So where ``nonzeros * PRESOLVE_SECONDS_PER_NONZERO`` exceeds ``PRESOLVE_SHARE_OF_LIMIT`` of the
 limit, presolve is switched off and the limit holds (a ``presolve`` entry in ``options`` wins).
-The Pyomo route hands the model over before the solve and charges that to the limit too. Presolve stays on where it is cheap against the limit, because it can help: on 6
-all-at-0 n = 12 instances at 30 s it certified 3 against 2 without it.
+The Pyomo route hands the model over before the solve and charges that to the limit too.
+Presolve stays on where it is cheap against the limit, because it can help: on 6 all-at-0 n = 12
+instances at 30 s it certified 3 against 2 without it.
 """
 from __future__ import annotations
 
