@@ -55,11 +55,13 @@ in ``costmodel/profiles/`` (or anywhere, by path) with exactly these fields plus
 ``source`` and ``metadata`` (free-form: fit data, errors, date). A ``servopt profile`` measurement
 file (top-level ``runs``) is accepted too: its ``fit`` object is the profile.
 
-Which profile a GPU gets by default (:func:`default_profile`): a calibrated profile measured on
-that GPU (any shipped file whose name does not start with ``public-`` and whose ``gpus`` contains
-the GPU) wins over a profile fitted to public tables (``public-<gpu>.json``), which wins over the
-generic public fit (``public-generic.json``). :data:`ROOFLINE_ONLY` (every efficiency 1, no
-overheads) gives the physical floor.
+Which profile a GPU gets by default (:func:`default_profile`, rule in costmodel/transfer.py): a
+calibrated profile measured on that GPU (any shipped file whose name does not start with
+``public-`` and whose ``gpus`` contains the GPU) wins; then the profile measured on the nearest GPU
+of the same architecture, lent on this GPU's datasheet peaks with the same engine's overheads
+(``h200-from-h100-sxm-measured``); then a profile fitted to public tables (``public-<gpu>.json``),
+the nearest same-architecture public profile, and the generic public fit (``public-generic.json``).
+:data:`ROOFLINE_ONLY` (every efficiency 1, no overheads) gives the physical floor.
 """
 from __future__ import annotations
 
@@ -227,22 +229,18 @@ def shipped_profile(name: str) -> Profile:
     for file_name, profile in shipped_profiles():
         if name in (profile.name, file_name, file_name.removesuffix(".json")):
             return profile
+    from servopt.costmodel.transfer import transferred_profile
+
+    lent = transferred_profile(name)
+    if lent is not None:
+        return lent
     known = ", ".join([ROOFLINE_ONLY.name] + [p.name for _, p in shipped_profiles()])
     raise InputError("profile", f"no shipped profile '{name}' (shipped: {known})")
 
 
 def default_profile(gpu_name: str) -> Profile:
-    """The best shipped profile for a GPU: calibrated on it > public fit for it > generic public fit."""
-    from servopt.instances.catalog import get_gpu
+    """The best shipped profile for a GPU: measured on it > measured on the nearest GPU of its
+    architecture (lent) > public fit for it > nearest public fit of its architecture > generic fit."""
+    from servopt.costmodel.transfer import choose_profile
 
-    gpu = get_gpu(gpu_name).name
-    calibrated, public, generic = [], [], []
-    for file_name, profile in shipped_profiles():
-        if gpu in profile.gpus:
-            (public if file_name.startswith("public-") else calibrated).append(profile)
-        elif not profile.gpus and file_name == "public-generic.json":
-            generic.append(profile)
-    for group in (calibrated, public, generic):
-        if group:
-            return group[0]
-    return ROOFLINE_ONLY
+    return choose_profile(gpu_name).profile

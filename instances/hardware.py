@@ -22,6 +22,9 @@ class GPU:
     usd_per_hour: float  # typical on-demand price of one GPU
     aliases: tuple[str, ...] = ()
     sources: dict = field(default_factory=dict)
+    # NVIDIA architecture (hopper, ampere, ada, turing, volta; "" if unknown): the cost model lends
+    # a measured efficiency profile only to a GPU of the same architecture (costmodel/transfer.py).
+    architecture: str = ""
 
     @property
     def memory_bytes(self) -> float:
