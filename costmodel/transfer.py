@@ -52,12 +52,13 @@ KINDS = ("measured", "transferred", "public", "transferred-public", "generic", "
 
 # Engines whose tables the public fits were made on (costmodel/measurements/SOURCES.md).
 _TABLE_ENGINES = {
-    "splitwise": "Splitwise's engine (Patel et al. ISCA'24, measured Llama-2-70B/BLOOM-176B table)",
-    "distserve-distserve": "DistServe's engine (Zhong et al. OSDI'24, fitted A100 latency coefficients)",
-    "distserve-vllm": "vLLM as profiled by DistServe (fitted A100 latency coefficients)",
-    "vidur": "Vidur's operator profiles (Agrawal et al. MLSys'24)",
+    "splitwise": "Splitwise table",  # Patel et al. ISCA'24, measured Llama-2-70B/BLOOM-176B medians
+    "distserve-distserve": "DistServe table",  # Zhong et al. OSDI'24, fitted A100 latency coefficients
+    "distserve-vllm": "DistServe's vLLM table",
+    "vidur": "Vidur operator profiles",  # Agrawal et al. MLSys'24
 }
-SERVOPT_ENGINE = "servopt profile (PyTorch eager kernels replayed in CUDA graphs, FlashAttention-2)"
+# servopt profile: PyTorch kernels replayed in CUDA graphs, FlashAttention-2 (costmodel/profiling.py)
+SERVOPT_ENGINE = "servopt profile"
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ def engine_of(profile: Profile, file_name: str = "") -> str:
     if profile.name == "public-vidur-a100-80g":
         tables = ["splitwise"]  # GPU terms from Vidur; the engine terms were fitted on Splitwise's table
     names = [_TABLE_ENGINES.get(t, t) for t in tables]
-    return "; ".join(names) if names else (profile.source or profile.name)
+    return " + ".join(names) if names else (profile.source or profile.name)
 
 
 def datasheet_distance(a: GPU, b: GPU) -> float:
@@ -191,13 +192,13 @@ def _choose(gpu_name: str) -> ProfileChoice:
         donor_gpu, file_name, donor = near
         prof = transfer_profile(donor, donor_gpu, gpu, engine=engine_of(donor, file_name))
         return ProfileChoice(gpu.name, arch, "transferred", prof, donor_gpu.name, donor.name, engine_of(prof),
-                             f"no measurement on this GPU: efficiencies and overheads of {donor.name} (measured on "
-                             f"{donor_gpu.name}, same engine) on this GPU's datasheet peaks")
-    other_engine = "overheads fitted on another engine's table, not measured by servopt profile"
+                             f"not measured: lent from {donor_gpu.name} (same architecture, same engine) "
+                             f"on this GPU's datasheet peaks")
+    other_engine = "overheads from another engine's table"
     if public:
         file_name, prof = public[0]
         on = _fitted_on(prof)
-        where = "fitted on this GPU's public tables" if on == gpu.name else f"fitted on {on}'s public tables, listed for this GPU"
+        where = "public tables of this GPU" if on == gpu.name else f"public tables of {on}, listed for this GPU"
         return ProfileChoice(gpu.name, arch, "public", prof, on, prof.name, engine_of(prof, file_name),
                              f"{where}; {other_engine}")
     near = _nearest(gpu, public=True)
@@ -205,13 +206,13 @@ def _choose(gpu_name: str) -> ProfileChoice:
         donor_gpu, file_name, donor = near
         prof = transfer_profile(donor, donor_gpu, gpu, engine=engine_of(donor, file_name))
         return ProfileChoice(gpu.name, arch, "transferred-public", prof, donor_gpu.name, donor.name, engine_of(prof),
-                             f"no measurement on this GPU or its architecture: {donor.name} (public tables of "
-                             f"{donor_gpu.name}) on this GPU's datasheet peaks; {other_engine}")
+                             f"nothing measured in its architecture: lent from {donor_gpu.name}'s public fit on this "
+                             f"GPU's datasheet peaks; {other_engine}")
     for file_name, prof in shipped_profiles():
         if file_name == GENERIC_FILE:
             return ProfileChoice(gpu.name, arch, "generic", prof, None, prof.name, engine_of(prof, file_name),
-                                 f"no measured or public profile of its architecture ({arch or 'unknown'}): the generic "
-                                 f"fit over all public tables; {other_engine}")
+                                 f"no profile of its architecture ({arch or 'unknown'}): generic fit of all public "
+                                 f"tables; {other_engine}")
     return ProfileChoice(gpu.name, arch, "roofline-only", ROOFLINE_ONLY, None, None, engine_of(ROOFLINE_ONLY),
                          "no profile shipped: datasheet peaks, no efficiencies or overheads")
 

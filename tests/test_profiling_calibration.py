@@ -128,7 +128,10 @@ def test_shipped_h100_profile_on_splitwise_h100():
 def test_report_and_fit_commands(run_cli, tmp_path):
     code, out, err = run_cli("costmodel", "report", "--json")
     assert code == 0, err
-    reports = {r["profile"]: r for r in json.loads(out)}
+    data = json.loads(out)
+    reports = {r["profile"]: r for r in data["profiles"]}
+    gpus = {g["gpu"]: g for g in data["gpus"]}
+    assert gpus["h200"]["profile"] == "h200-from-h100-sxm-measured" and gpus["h200"]["kind"] == "transferred"
     assert {"h100-sxm-measured", "public-h100-sxm"} <= set(reports)
     measured = reports["h100-sxm-measured"]["measured"]
     assert {r["regime"] for r in measured["rows"] if r["group"] == "all"} == set(C.REGIMES)

@@ -1,6 +1,9 @@
 """``servopt costmodel report|fit``: the cost model's measured error, and fitting profiles to measurements.
 
-``servopt costmodel report [--profile FILE ...] [--json]``: for every shipped profile (and any
+``servopt costmodel report [--profile FILE ...] [--json]``: first, for every catalog GPU, the profile
+it gets by default and where it came from (measured on it; lent from the nearest measured GPU of its
+architecture; a public fit; the generic fit) with the engine its fixed overheads were measured on
+(``servopt.costmodel.transfer``); then, for every shipped profile (and any
 FILE given), recomputed from the data rather than read from the file: per regime, the number of
 measured points, the roofline-only MAPE, the calibrated MAPE on all points and on the held-out
 points (the split the fit was made with, from its recorded seed), the largest error, the measured
@@ -86,15 +89,26 @@ def run_report(args) -> int:
 
     from servopt import jsonio
 
+    from servopt.costmodel.transfer import catalog_choices
+
     reports = collect(args.profile, args.only)
+    choices = [c.to_dict() for c in catalog_choices()]
     if args.json:
-        sys.stdout.write(jsonio.dumps(reports) + "\n")
+        sys.stdout.write(jsonio.dumps({"gpus": choices, "profiles": reports}) + "\n")
         return 0
     from rich.table import Table
 
     from servopt.commands._common import console
 
     out = console()
+    t = Table(title="profile each catalog GPU gets by default (servopt cost, simulate, ... without --profile)")
+    for col in ("gpu", "architecture", "profile", "kind", "efficiencies from", "overheads from", "note"):
+        t.add_column(col)
+    for c in choices:
+        t.add_row(c["gpu"], c["architecture"] or "?", c["profile"], c["kind"],
+                  f"{c['donor_profile']} ({c['donor_gpu']})" if c["donor_gpu"] else (c["donor_profile"] or "-"),
+                  c["engine"] if c["overheads_from_servopt_measurements"] else f"[yellow]{c['engine']}[/yellow]", c["note"])
+    out.print(t)
     for rep in reports:
         out.print(f"\n[bold]{rep['profile']}[/bold] ({rep['file']}; GPUs: {', '.join(rep['gpus']) or 'any'})")
         out.print(f"  {rep['source']}")
