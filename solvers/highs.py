@@ -23,7 +23,7 @@ Status vocabulary (research/pyomo-highs.md §6.2):
 
 Gap, our definition: for minimisation ``(incumbent - bound) / max(|incumbent|, 1e-9)``, for
 maximisation ``(bound - incumbent) / max(|incumbent|, 1e-9)``; ``None`` when either is missing
-or infinite. It is never negative beyond round-off.
+or infinite, or when the incumbent is 0 and the bound is not (a ratio to 0 is no gap). It is never negative beyond round-off.
 
 HiGHS fixes its thread count per process at the first solve (research/pyomo-highs.md §4), so
 ``threads`` defaults to 1 everywhere and callers should not vary it within one process.
@@ -111,7 +111,9 @@ def relative_gap(objective: float | None, bound: float | None, sense: str) -> fl
     if objective is None or bound is None or not math.isfinite(objective) or not math.isfinite(bound):
         return None
     diff = (objective - bound) if sense == "min" else (bound - objective)
-    gap = diff / max(abs(objective), 1e-9)
+    if abs(objective) <= 1e-9:  # relative to 0: undefined unless the bound meets it
+        return 0.0 if abs(diff) <= 1e-9 else None
+    gap = diff / abs(objective)
     return max(gap, 0.0) if gap > -1e-9 else gap
 
 
