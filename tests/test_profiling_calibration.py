@@ -15,7 +15,7 @@ from servopt.errors import InputError
 
 TRUTH = Profile(name="truth", linear_compute_eff=0.62, linear_memory_eff=0.85, attention_compute_eff=0.3,
                 attention_memory_eff=0.7, allreduce_bandwidth_eff=0.267552, allreduce_hop_latency_ms=0.021607,
-                overhead_ms=0.4, per_sequence_ms=0.006, per_layer_overhead_ms=0.08, roofline_smoothness=0.2)
+                overhead_ms=0.4, per_sequence_ms=0.0, per_layer_overhead_ms=0.08, roofline_smoothness=0.2)
 
 
 def _synthetic_profile(truth: Profile = TRUTH) -> dict:
@@ -44,6 +44,11 @@ def test_fit_recovers_known_parameters_and_needs_the_per_layer_term():
     for regime in C.REGIMES:
         assert cal.row("all", regime).calibrated_mape < 1e-3
         assert cal.row("all", regime).roofline_mape > 0.2
+    # per_sequence_ms is not free: fixed at 0, never inherited from the base (Splitwise's 0.04 ms)
+    assert "per_sequence_ms" not in C.FREE and got["per_sequence_ms"] == 0.0
+    with_seq = C.calibrate(_synthetic_profile(TRUTH.with_parameters(per_sequence_ms=0.006)), name="t",
+                           free=C.FREE + ("per_sequence_ms",))
+    assert with_seq.profile.per_sequence_ms == pytest.approx(0.006, rel=2e-3)
     # without the per-layer term, 28-, 32- and 80-layer models cannot all be fitted
     free = tuple(f for f in C.FREE if f != "per_layer_overhead_ms")
     worse = C.calibrate(data, name="t", free=free)
