@@ -108,18 +108,20 @@ def datasheet_distance(a: GPU, b: GPU) -> float:
     return abs(math.log(a.bf16_tflops / b.bf16_tflops)) + abs(math.log(a.hbm_gb_per_s / b.hbm_gb_per_s))
 
 
-def transfer_profile(donor: Profile, donor_gpu: str | GPU, target_gpu: str | GPU, *, engine: str | None = None) -> Profile:
+def transfer_profile(donor: Profile, donor_gpu: str | GPU, target_gpu: str | GPU, *, engine: str | None = None,
+                     across_architectures: bool = False) -> Profile:
     """``donor``'s efficiencies and fixed terms on ``target_gpu``'s datasheet peaks.
 
     The efficiencies are fractions of the peaks, so keeping them scales the donor's achieved FLOP/s,
     bandwidths and interconnect rate by ``target / donor`` datasheet ratios; the fixed terms are the
-    donor engine's and are kept as they are. Raises InputError for GPUs of different architectures.
+    donor engine's and are kept as they are. Raises InputError for GPUs of different architectures
+    unless ``across_architectures`` (validation only: benchmarks/costmodel_transfer.py).
     """
     from servopt.errors import InputError
 
     src = donor_gpu if isinstance(donor_gpu, GPU) else get_gpu(donor_gpu)
     dst = target_gpu if isinstance(target_gpu, GPU) else get_gpu(target_gpu)
-    if not src.architecture or src.architecture != dst.architecture:
+    if not across_architectures and (not src.architecture or src.architecture != dst.architecture):
         raise InputError("gpu", f"cannot lend {donor.name} ({src.name}, {src.architecture or 'unknown'} architecture) "
                                 f"to {dst.name} ({dst.architecture or 'unknown'} architecture): efficiencies carry "
                                 f"over only within one architecture")
@@ -131,7 +133,8 @@ def transfer_profile(donor: Profile, donor_gpu: str | GPU, target_gpu: str | GPU
                          "engine": engine,
                          "rule": "efficiencies (fractions of the datasheet peaks) and the fixed terms kept from the "
                                  "donor; peaks from the target's datasheet (servopt.costmodel.transfer)"}}
-    source = (f"{donor.name} ({src.name}) lent to {dst.name} (same {dst.architecture} architecture): its efficiencies "
+    same = "same" if src.architecture == dst.architecture else f"{src.architecture} ->"
+    source = (f"{donor.name} ({src.name}) lent to {dst.name} ({same} {dst.architecture} architecture): its efficiencies "
               f"on the {dst.name} datasheet peaks ({scale['bf16_tflops']:.2f}x bf16, {scale['hbm_gb_per_s']:.2f}x HBM "
               f"bandwidth), its fixed overheads from {engine}")
     return Profile(name=f"{dst.name}-from-{donor.name}", gpus=(dst.name,), source=source, metadata=meta,
