@@ -10,12 +10,15 @@ import sys
 from servopt.commands._common import add_solver_options, check_solver_options, console, read_instance
 from servopt.errors import InputError
 
+DEFAULT_KV_POLICIES = "fcfs,mc-sf,vllm,sjf,alpha-threshold,a-min"
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("compare", help="online policies vs the offline optimum, with the bound interval")
     p.add_argument("instance", help="instance JSON file (kind kv_schedule)")
-    p.add_argument("--policies", default="fcfs,mc-sf,vllm,sjf,alpha-threshold,a-min",
-                   help="comma-separated policy names (default: all kv_schedule policies)")
+    p.add_argument("--policies", default=None,
+                   help="comma-separated policy names (default: all of the kind's policies; routing: routers, "
+                        "ROUTER or ROUTER/KV_POLICY)")
     add_solver_options(p)
     p.add_argument("--out", metavar="COMPARE.json", help="write the comparison JSON to this file")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -26,10 +29,11 @@ def run(args) -> int:
     from servopt import jsonio
 
     check_solver_options(args)
-    policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+    module, instance, _ = read_instance(args.instance)
+    names = args.policies if args.policies is not None else getattr(module, "DEFAULT_POLICIES", DEFAULT_KV_POLICIES)
+    policies = [p.strip() for p in names.split(",") if p.strip()]
     if not policies:
         raise InputError("--policies", "name at least one policy")
-    module, instance, _ = read_instance(args.instance)
     if not hasattr(module, "compare"):
         raise InputError("kind", f"'{module.KIND}' instances have no online policies to compare")
     result = module.compare(instance, policies=policies, time_limit_s=args.time_limit, options={"rel_gap": args.rel_gap, "formulation": args.formulation})

@@ -114,9 +114,11 @@ def _run_instance(args, data) -> int:
     module, instance = kinds.load_instance(data)
     if not callable(getattr(module, "simulate", None)):
         raise InputError("kind", f"'{module.KIND}' instances have no online policies to simulate")
-    if not args.scheduler:
+    routed = getattr(module, "ROUTED", False)  # kinds whose simulate also takes --router (routing)
+    if not args.scheduler and not routed:
         raise InputError("--policy", f"required for {module.KIND} instances")
-    result = module.simulate(instance, policy=args.scheduler, options=_kv(args.param, "--param"))
+    extra = {"router": args.router} if routed else {}
+    result = module.simulate(instance, policy=args.scheduler, options=_kv(args.param, "--param"), **extra)
     emit(result, module, args)
     return 0
 

@@ -1,0 +1,255 @@
+"""Front door of kind ``routing``: routing requests across replicas, each a ``kv_schedule`` round model.
+
+Instance: instances/routing.py; hindsight MILP: models/routing.py; exact method (subset DP over
+assignments x the one-replica branch-and-bound): solvers/routing_exact.py; trace-scale bounds and
+search: solvers/routing_search.py; online routers: simulator/routing_policies.py; checker:
+analysis/routing_check.py. Per-replica model: Jaillet et al., arXiv 2502.07115, §2.
+
+``solve`` formulations: ``auto`` (default: ``exact`` for n <= 12 requests, else ``search``),
+``exact``, ``search``, ``time-indexed`` (the Pyomo MILP through HiGHS, warm-started). Every route
+first runs every router (with the default per-replica policy) and starts from the best schedule;
+the whole run is charged to the time limit.
+"""
+from __future__ import annotations
+
+import json
+import time
+from importlib import resources
+
+from servopt import jsonio
+from servopt.errors import InputError
+
+KIND = "routing"
+EXAMPLE = "example_routing.json"
+ROUTED = True  # ``servopt simulate`` passes --router to ``simulate``
+FORMULATIONS = ("auto", "exact", "search", "time-indexed")
+DEFAULT_POLICIES = "round_robin,random,jsq,least_tokens,power_of_two,cache_aware,preble_e2,llm_d,dynamo,lmetric"
+
+
+def load(data: dict):
+    from servopt.instances.routing import RoutingInstance
+
+    jsonio.validate(data, KIND)
+    return RoutingInstance.from_dict(data)
+
+
+def router_schedules(instance, *, policy: str | None = None, seed: int = 0) -> dict:
+    """Every router's schedule (simulator/routing_policies.py), keyed ``router/policy``."""
+    from servopt.simulator.routing_policies import DEFAULT_KV_POLICY, run_all
+
+    return run_all(instance, policy=policy or DEFAULT_KV_POLICY, seed=seed)
+
+
+def solve(instance, *, time_limit_s: float, options: dict | None = None) -> dict:
+    """The hindsight optimum (or incumbent + bound at the time limit) as result JSON."""
+    options = dict(options or {})
+    formulation = options.get("formulation") or "auto"
+    if formulation not in FORMULATIONS:
+        raise InputError("--formulation", f"unknown formulation '{formulation}' for routing (known: {', '.join(FORMULATIONS)})")
+    solver = options.get("solver") or "highs"
+    if solver != "highs":
+        raise InputError("--solver", f"routing solves with its own search and highs; got '{solver}'")
+    from servopt.solvers.routing_exact import MAX_EXACT_N
+
+    if formulation == "auto":
+        formulation = "exact" if instance.n <= MAX_EXACT_N else "search"
+    if options.get("export") and formulation != "time-indexed":
+        raise InputError("--export", "only --formulation time-indexed builds a model to export")
+    t0 = time.perf_counter()
+    incumbents = router_schedules(instance)
+    left = max(0.1, time_limit_s - (time.perf_counter() - t0))
+    extra: dict = {}
+    if formulation == "exact":
+        from servopt.solvers.routing_exact import solve_exact
+
+        res = solve_exact(instance, time_limit_s=left, incumbents=incumbents)
+        status, objective, bound, schedule = res.status, res.objective, res.bound, res.schedule
+        extra = {"incumbent_source": res.incumbent_source, "bound_source": "subset-dp",
+                 "parts_solved": res.parts_solved, "parts_pruned": res.parts_pruned, "parts_total": res.parts_total}
+        solver_name = "servopt-routing-exact"
+    elif formulation == "search":
+        from servopt.solvers.routing_search import solve_search
+
+        res = solve_search(instance, time_limit_s=left, incumbents=incumbents)
+        status, objective, bound, schedule = res.status, res.objective, res.bound, res.schedule
+        extra = {"incumbent_source": res.incumbent_source, "bound_source": res.bound_source,
+                 "bounds": {k: v for k, v in res.bounds.items() if k not in ("best", "best_source")},
+                 "search": res.stats}
+        solver_name = "servopt-routing-search"
+    else:
+        status, objective, bound, schedule, extra = _solve_mip(instance, incumbents, left, options)
+        solver_name = "highs"
+    gap = None if bound is None else (0.0 if objective <= bound + 1e-9 else (objective - bound) / max(abs(objective), 1e-9))
+    best_router = min(incumbents, key=lambda k: incumbents[k].objective_value(instance))
+    out = {"kind": KIND, "method": formulation, "formulation": formulation, "objective_name": instance.objective,
+           "status": status, "objective": objective, "bound": bound, "gap": gap,
+           "solve_seconds": round(time.perf_counter() - t0, 4), "solver": solver_name,
+           "best_router": best_router, "best_router_objective": incumbents[best_router].objective_value(instance)}
+    out.update(extra)
+    out["requests"] = schedule.to_dict()["requests"]
+    return out
+
+
+def _solve_mip(instance, incumbents, time_limit_s, options):
+    from servopt.models import routing as model_mod
+    from servopt.solvers.highs import solve as highs_solve
+
+    t0 = time.perf_counter()
+    name, start = min(incumbents.items(), key=lambda kv: kv[1].objective_value(instance))
+    U = start.objective_value(instance)
+    m = model_mod.build(instance, cutoff=U)
+    if options.get("export"):
+        from servopt.solvers.highs import write_model
+
+        write_model(m, options["export"])
+    left = max(0.1, time_limit_s - (time.perf_counter() - t0))
+    res = highs_solve(m, time_limit_s=left, rel_gap=float(options.get("rel_gap", 1e-4)),
+                      warm_start=model_mod.warm_start(m, start))
+    schedule, objective = start, U
+    if res.has_solution:
+        sched = model_mod.extract(m)
+        c = sched.objective_value(instance)
+        if c < objective - 1e-9:
+            schedule, objective = sched, c
+    bound = res.bound
+    if bound is not None:
+        import math
+
+        bound = min(float(math.ceil(bound - 1e-6)), objective)
+    status = "optimal" if bound is not None and bound >= objective - 1e-9 else (res.status if res.status != "optimal" else "feasible")
+    if status not in ("optimal", "feasible", "time_limit"):
+        status = "time_limit"
+    return status, objective, bound, schedule, {"incumbent_source": name if objective >= U - 1e-9 else "highs",
+                                                "bound_source": "highs"}
+
+
+def _split_params(params: dict) -> tuple[dict, dict, int]:
+    """``--param`` KEY=VALUE: ``router.NAME`` goes to the router, ``seed`` seeds it, the rest to the per-replica policy."""
+    router_opts, policy_params, seed = {}, {}, 0
+    for key, value in params.items():
+        if key.startswith("router."):
+            router_opts[key[len("router."):]] = value
+        elif key == "seed":
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise InputError("--param seed", f"expected an integer, got {value!r}")
+            seed = value
+        else:
+            policy_params[key] = value
+    return router_opts, policy_params, seed
+
+
+def simulate(instance, *, policy: str | None, options: dict | None = None, router: str = "round_robin") -> dict:
+    """Run ``router`` with ``policy`` on every replica (simulator/routing_policies.py) as result JSON."""
+    from servopt.simulator.routing_policies import DEFAULT_KV_POLICY, canonical_router, simulate_routing
+
+    router_opts, policy_params, seed = _split_params(dict(options or {}))
+    policy = policy or DEFAULT_KV_POLICY
+    t0 = time.perf_counter()
+    sched = simulate_routing(instance, router, policy=policy, seed=seed, router_options=router_opts,
+                             policy_params=policy_params)
+    return {
+        "kind": KIND, "method": sched.method, "objective_name": instance.objective, "status": "feasible",
+        "objective": sched.objective_value(instance), "bound": None, "gap": None,
+        "solve_seconds": round(time.perf_counter() - t0, 4), "solver": None,
+        "router": canonical_router(router), "policy": policy, "params": sched.meta.get("params", {}),
+        "router_options": router_opts, "seed": seed, "preemptions": sched.preemptions,
+        "requests": sched.to_dict()["requests"],
+    }
+
+
+def check(instance, result: dict) -> list[str]:
+    from servopt.analysis.routing_check import check_result
+
+    return check_result(instance, result)
+
+
+def compare(instance, *, policies: list[str], time_limit_s: float, options: dict | None = None) -> dict:
+    """Routers (``router`` or ``router/kv_policy``) against the hindsight optimum: [ALG/incumbent, ALG/bound]."""
+    from servopt.simulator.routing_policies import DEFAULT_KV_POLICY
+
+    t0 = time.perf_counter()
+    rows = []
+    for name in policies:
+        router, _, policy = name.partition("/")
+        t1 = time.perf_counter()
+        res = simulate(instance, policy=policy or DEFAULT_KV_POLICY, router=router)
+        rows.append({"policy": f"{res['router']}/{res['policy']}", "cost": res["objective"],
+                     "preemptions": res["preemptions"], "seconds": time.perf_counter() - t1, "status": res["status"]})
+    left = max(0.5, time_limit_s - (time.perf_counter() - t0))
+    opt = solve(instance, time_limit_s=left, options={"formulation": (options or {}).get("formulation"),
+                                                      "rel_gap": (options or {}).get("rel_gap", 1e-4)})
+    for row in rows:
+        row["ratio_to_incumbent"] = row["cost"] / opt["objective"] if opt["objective"] else None
+        row["ratio_to_bound"] = row["cost"] / opt["bound"] if opt["bound"] else None
+    return {"kind": "routing_comparison", "objective_name": instance.objective, "incumbent": opt["objective"],
+            "bound": opt["bound"], "gap": opt["gap"], "optimum_status": opt["status"], "formulation": opt["formulation"],
+            "solve_seconds": opt["solve_seconds"], "rows": rows}
+
+
+def render(result: dict, console) -> None:
+    from rich.table import Table
+
+    summary = (f"{result.get('objective_name', 'objective')} = {_fmt(result.get('objective'))}, "
+               f"bound {_fmt(result.get('bound'))}, gap {_pct(result.get('gap'))}, status {result.get('status')}, "
+               f"{_fmt(result.get('solve_seconds'))} s")
+    table = Table(title=f"routing {result.get('method', '')}", caption=summary)
+    for col in ("id", "replica", "start", "finish", "preempted attempts"):
+        table.add_column(col, justify="left" if col in ("id", "replica") else "right")
+    rows = result.get("requests", [])
+    for row in rows[:40]:
+        attempts = ", ".join(f"{a['start']}->{a['preempted_at']}" for a in row.get("attempts", []) or [])
+        table.add_row(str(row["id"]), str(row["replica"]), str(row["start"]), str(row["finish"]), attempts or "-")
+    if len(rows) > 40:
+        table.add_row(f"... {len(rows) - 40} more", "", "", "", "")
+    console.print(table)
+
+
+def render_comparison(result: dict, console) -> None:
+    from rich.table import Table
+
+    summary = (f"hindsight optimum ({result['formulation']}): incumbent {_fmt(result['incumbent'])}, bound {_fmt(result['bound'])}, "
+               f"gap {_pct(result['gap'])}, status {result['optimum_status']}, {_fmt(result['solve_seconds'])} s")
+    table = Table(title=f"routing: routers vs hindsight optimum ({result['objective_name']})", caption=summary)
+    for col in ("router/policy", "cost", "ALG/incumbent", "ALG/bound", "preemptions", "seconds"):
+        table.add_column(col, justify="left" if col == "router/policy" else "right")
+    for row in result["rows"]:
+        table.add_row(row["policy"], _fmt(row["cost"]), _ratio(row["ratio_to_incumbent"]), _ratio(row["ratio_to_bound"]),
+                      _fmt(row["preemptions"]), f"{row['seconds']:.3f}")
+    console.print(table)
+    console.print("ALG/OPT lies in [ALG/incumbent, ALG/bound]; the two ends are equal once the optimum is proven.")
+
+
+def example_instance():
+    ref = resources.files("servopt.instances").joinpath("data", EXAMPLE)
+    return load(json.loads(ref.read_text(encoding="utf-8")))
+
+
+def demo(*, time_limit_s: float) -> list[dict]:
+    """Solve the shipped example exactly and run four routers on it (a few seconds)."""
+    inst = example_instance()
+    rows = []
+    t0 = time.perf_counter()
+    opt = solve(inst, time_limit_s=time_limit_s)
+    rows.append({"instance": EXAMPLE, "method": "hindsight optimum", "objective": opt["objective"], "bound": opt["bound"],
+                 "gap": opt["gap"], "ratio": 1.0, "status": opt["status"], "seconds": time.perf_counter() - t0})
+    for name in ("round_robin", "jsq", "cache_aware", "llm_d"):
+        t1 = time.perf_counter()
+        res = simulate(inst, policy=None, router=name)
+        rows.append({"instance": EXAMPLE, "method": name, "objective": res["objective"], "bound": None, "gap": None,
+                     "ratio": res["objective"] / opt["objective"] if opt["objective"] else None, "status": res["status"],
+                     "seconds": time.perf_counter() - t1})
+    return rows
+
+
+def _fmt(x):
+    if x is None:
+        return "-"
+    return f"{x:,.6g}" if isinstance(x, (int, float)) else str(x)
+
+
+def _pct(x):
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
+def _ratio(x):
+    return "-" if x is None else f"{x:.4f}"
