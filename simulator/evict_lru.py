@@ -7,6 +7,7 @@ tokens) and SGLang's RadixCache default ``lru`` on ``last_access_time`` with lea
 """
 
 NAME = "lru"
+ALIASES = ("lru_vllm", "vllm_lru")
 
 
 class LRU:

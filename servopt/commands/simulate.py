@@ -115,10 +115,11 @@ def _run_instance(args, data) -> int:
     if not callable(getattr(module, "simulate", None)):
         raise InputError("kind", f"'{module.KIND}' instances have no online policies to simulate")
     routed = getattr(module, "ROUTED", False)  # kinds whose simulate also takes --router (routing)
-    if not args.scheduler and not routed:
+    policy = args.scheduler or args.eviction  # eviction instances may name their policy with --eviction
+    if not policy and not routed:
         raise InputError("--policy", f"required for {module.KIND} instances")
     extra = {"router": args.router} if routed else {}
-    result = module.simulate(instance, policy=args.scheduler, options=_kv(args.param, "--param"), **extra)
+    result = module.simulate(instance, policy=policy, options=_kv(args.param, "--param"), **extra)
     emit(result, module, args)
     return 0
 

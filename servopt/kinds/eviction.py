@@ -1,0 +1,244 @@
+"""Front door of kind ``eviction``: prefix-cache eviction, the offline optimum against online policies.
+
+Instance: instances/eviction.py. Exact optimum of the base model (``hit_blocks``): Belady with bypass,
+solvers/eviction_belady.py. General model (``saved_prefill_ms``, pinned running requests, several
+caches): the keep-interval MILP of models/eviction.py (FOO, Berger et al., SIGMETRICS 2018) with its LP
+relaxation as the bound. Online policies: simulator/evict_*.py replayed by
+simulator/eviction_replay.py. Checker: analysis/eviction_check.py.
+
+Formulations for ``servopt solve --formulation``: ``auto`` (Belady for ``hit_blocks``, the MILP
+warm-started from Belady's plan otherwise), ``belady``, ``milp``, ``lp`` (the relaxation: a bound,
+reported with Belady's plan as the incumbent).
+"""
+from __future__ import annotations
+
+import json
+import time
+from importlib import resources
+
+from servopt import jsonio
+from servopt.errors import InputError
+
+KIND = "eviction"
+EXAMPLE = "example_eviction.json"
+FORMULATIONS = ("auto", "belady", "milp", "lp")
+DEFAULT_POLICIES = "lru,lru_sglang,lfu,fifo,gdsf,tlru,rlt,belady_tree"  # servopt compare's default list
+
+
+def load(data: dict):
+    from servopt.instances.eviction import EvictionInstance
+
+    if isinstance(data, dict) and isinstance(data.get("requests"), list) and len(data["requests"]) > 200:
+        # JSON Schema on a whole trace costs seconds; from_dict checks every request's fields itself,
+        # so the schema sees the top level and the first 200 requests.
+        jsonio.validate({**data, "requests": data["requests"][:200]}, KIND)
+    else:
+        jsonio.validate(data, KIND)
+    return EvictionInstance.from_dict(data)
+
+
+def _costs(instance):
+    from servopt.models.eviction import capacity_after, weights_for
+
+    return capacity_after(instance), weights_for(instance)
+
+
+def _value(hits, weights) -> float:
+    if weights is None:
+        return sum(hits)
+    return sum(sum(weights[:h]) for h in hits)
+
+
+def _result(instance, plan, *, method, status, objective, bound, seconds, solver, weights, extra=None) -> dict:
+    from servopt.solvers.highs import relative_gap
+
+    lookups = sum(len(r.hash_ids) for r in instance.requests)
+    hits = plan.hit_blocks
+    out = {
+        "kind": KIND,
+        "method": method,
+        "objective_name": instance.objective,
+        "status": status,
+        "objective": objective,
+        "bound": bound,
+        "gap": relative_gap(objective, bound, "max") if bound is not None else None,
+        "solve_seconds": round(seconds, 4),
+        "solver": solver,
+        "capacity_blocks": instance.capacity_blocks,
+        "hit_blocks": hits,
+        "lookup_blocks": lookups,
+        "hit_ratio": hits / lookups if lookups else 0.0,
+    }
+    if weights is not None:
+        out["saved_prefill_ms"] = _value(plan.hits, weights)
+    out.update(extra or {})
+    out["requests"] = [{"id": r.id, "hit_blocks": h, "admit": list(a), "evict": list(e)}
+                       for r, h, a, e in zip(instance.requests, plan.hits, plan.admit, plan.evict)]
+    return out
+
+
+def solve(instance, *, time_limit_s: float, options: dict | None = None) -> dict:
+    """The offline optimum (or the MILP's incumbent and bound at the time limit) as result JSON."""
+    from servopt.solvers.eviction_belady import solve_instance
+
+    options = dict(options or {})
+    formulation = options.get("formulation") or "auto"
+    if formulation not in FORMULATIONS:
+        raise InputError("--formulation", f"eviction offers {', '.join(FORMULATIONS)}; got '{formulation}'")
+    if (options.get("solver") or "highs") != "highs":
+        raise InputError("--solver", "eviction solves with Belady's rule or HiGHS")
+    t0 = time.perf_counter()
+    caps, weights = _costs(instance)
+    belady = solve_instance(instance, caps)
+    b_value = _value(belady.hits, weights)
+    if formulation == "belady" or (formulation == "auto" and weights is None):
+        if weights is not None:
+            # Belady maximises hit blocks; under depth-dependent savings it is a feasible plan, no optimum.
+            return _result(instance, belady, method="belady", status="feasible", objective=b_value, bound=None,
+                           seconds=time.perf_counter() - t0, solver=None, weights=weights)
+        return _result(instance, belady, method="belady", status="optimal", objective=b_value, bound=b_value,
+                       seconds=time.perf_counter() - t0, solver="belady-bypass (exact)", weights=weights)
+    from servopt.models.eviction import plan_from_x, solve_direct
+
+    if options.get("export"):
+        from servopt.models.eviction import build
+        from servopt.solvers.highs import write_model
+
+        write_model(build(instance, caps=caps, weights=weights), options["export"])
+    left = max(0.1, time_limit_s - (time.perf_counter() - t0))
+    relax = formulation == "lp"
+    res, prog, x = solve_direct(instance, caps=caps, weights=weights, time_limit_s=left,
+                                rel_gap=float(options.get("rel_gap", 1e-4)), relax=relax,
+                                warm_hits=None if relax else belady.hits)
+    bound = -res.bound if res.bound is not None else None
+    if relax:
+        return _result(instance, belady, method="lp-bound+belady", status="feasible" if bound is not None else res.status,
+                       objective=b_value, bound=bound, seconds=time.perf_counter() - t0, solver="highs (LP relaxation)",
+                       weights=weights, extra={"lp_status": res.status})
+    if x is not None:
+        plan = plan_from_x(prog, x, instance)
+        value = _value(plan.hits, weights)
+        if value + 1e-9 < b_value:
+            plan, value = belady, b_value
+    else:
+        plan, value = belady, b_value
+    status = res.status if res.status in ("optimal", "time_limit", "feasible") else "feasible"
+    if status == "optimal" and bound is not None and value < bound - 1e-6 * max(1.0, abs(bound)) * 10:
+        status = "feasible"
+    objective = value if weights is not None else int(round(value))
+    if weights is None and bound is not None:
+        bound = float(int(bound + 1e-6))  # hit blocks are integral: the bound rounds down
+    return _result(instance, plan, method="milp", status=status, objective=objective, bound=bound,
+                   seconds=time.perf_counter() - t0, solver="highs", weights=weights,
+                   extra={"nodes": res.nodes, "intervals": prog.K})
+
+
+def simulate(instance, *, policy: str, options: dict | None = None) -> dict:
+    """Replay an online eviction policy (simulator/evict_*.py) and return its plan as result JSON."""
+    from servopt.simulator import registry
+    from servopt.simulator.eviction_replay import replay
+    from servopt.solvers.eviction_belady import merge_replica_plans, replica_indices
+
+    params = dict(options or {})
+    mod = registry.get("eviction", policy, "--eviction")
+    t0 = time.perf_counter()
+    caps, weights = _costs(instance)
+    hl = instance.hash_lists()
+    parts = []
+    for idx in replica_indices(instance):
+        if idx:
+            pol = registry.make("eviction", mod.NAME, params, "--param")
+            parts.append((idx, replay([hl[i] for i in idx], [caps[i] for i in idx], pol, name=mod.NAME)))
+    plan = merge_replica_plans(instance.n, parts, mod.NAME)
+    value = _value(plan.hits, weights)
+    return _result(instance, plan, method=mod.NAME, status="feasible", objective=value, bound=None,
+                   seconds=time.perf_counter() - t0, solver=None, weights=weights,
+                   extra={"policy": mod.NAME, "params": params})
+
+
+def check(instance, result: dict) -> list[str]:
+    from servopt.analysis.eviction_check import check_result
+
+    return check_result(instance, result)
+
+
+def compare(instance, *, policies: list[str], time_limit_s: float, options: dict | None = None) -> dict:
+    """Each policy's objective and share of the optimum (and of the bound)."""
+    options = dict(options or {})
+    opt = solve(instance, time_limit_s=time_limit_s, options={"rel_gap": options.get("rel_gap", 1e-4),
+                                                               "formulation": options.get("formulation")})
+    rows = []
+    for name in policies:
+        res = simulate(instance, policy=name, options=(options.get("policy_params") or {}).get(name))
+        share = res["objective"] / opt["objective"] if opt["objective"] else None
+        share_bound = res["objective"] / opt["bound"] if opt["bound"] else None
+        rows.append({"policy": res["policy"], "objective": res["objective"], "hit_blocks": res["hit_blocks"],
+                     "hit_ratio": res["hit_ratio"], "share_of_optimum": share, "share_of_bound": share_bound,
+                     "saved_prefill_ms": res.get("saved_prefill_ms"), "seconds": res["solve_seconds"]})
+    return {"kind": KIND, "objective_name": instance.objective, "capacity_blocks": instance.capacity_blocks,
+            "optimum_method": opt["method"], "optimum_status": opt["status"], "incumbent": opt["objective"],
+            "bound": opt["bound"], "gap": opt["gap"], "optimum_hit_blocks": opt["hit_blocks"],
+            "optimum_hit_ratio": opt["hit_ratio"], "solve_seconds": opt["solve_seconds"], "rows": rows}
+
+
+def render(result: dict, console) -> None:
+    from rich.table import Table
+
+    summary = (f"{result.get('objective_name', 'objective')} = {_fmt(result.get('objective'))}, "
+               f"bound {_fmt(result.get('bound'))}, gap {_pct(result.get('gap'))}, status {result.get('status')}, "
+               f"hit ratio {_pct(result.get('hit_ratio'))}, {_fmt(result.get('solve_seconds'))} s")
+    table = Table(title=f"eviction {result.get('method', '')}: C = {result.get('capacity_blocks')} blocks", caption=summary)
+    for col in ("id", "hit blocks", "admitted", "evicted"):
+        table.add_column(col, justify="left" if col == "id" else "right")
+    rows = result.get("requests", [])
+    for row in rows[:20]:
+        table.add_row(str(row["id"]), str(row["hit_blocks"]), str(len(row["admit"])), str(len(row["evict"])))
+    if len(rows) > 20:
+        table.add_row(f"... {len(rows) - 20} more", "", "", "")
+    console.print(table)
+
+
+def render_comparison(result: dict, console) -> None:
+    from rich.table import Table
+
+    summary = (f"optimum ({result['optimum_method']}): {_fmt(result['incumbent'])}, bound {_fmt(result['bound'])}, "
+               f"status {result['optimum_status']}, hit ratio {_pct(result['optimum_hit_ratio'])}, "
+               f"{_fmt(result['solve_seconds'])} s")
+    table = Table(title=f"eviction: policies vs the offline optimum ({result['objective_name']}, "
+                        f"C = {result['capacity_blocks']} blocks)", caption=summary)
+    for col in ("policy", "objective", "hit blocks", "hit ratio", "share of optimum", "seconds"):
+        table.add_column(col, justify="left" if col == "policy" else "right")
+    for row in result["rows"]:
+        table.add_row(row["policy"], _fmt(row["objective"]), _fmt(row["hit_blocks"]), _pct(row["hit_ratio"]),
+                      _pct(row["share_of_optimum"]), f"{row['seconds']:.3f}")
+    console.print(table)
+
+
+def example_instance():
+    ref = resources.files("servopt.instances").joinpath("data", EXAMPLE)
+    return load(json.loads(ref.read_text(encoding="utf-8")))
+
+
+def demo(*, time_limit_s: float) -> list[dict]:
+    """The optimum of the shipped Mooncake slice and three policies (well under a second)."""
+    inst = example_instance()
+    rows = []
+    opt = solve(inst, time_limit_s=time_limit_s, options={})
+    rows.append({"instance": EXAMPLE, "method": "belady (optimum)", "objective": opt["objective"], "bound": opt["bound"],
+                 "gap": opt["gap"], "ratio": 1.0, "status": opt["status"], "seconds": opt["solve_seconds"]})
+    for name in ("lru", "lru_sglang", "belady_tree"):
+        res = simulate(inst, policy=name)
+        ratio = res["objective"] / opt["objective"] if opt["objective"] else None
+        rows.append({"instance": EXAMPLE, "method": name, "objective": res["objective"], "bound": None, "gap": None,
+                     "ratio": ratio, "status": res["status"], "seconds": res["solve_seconds"]})
+    return rows
+
+
+def _fmt(x):
+    if x is None:
+        return "-"
+    return f"{x:,.6g}" if isinstance(x, (int, float)) else str(x)
+
+
+def _pct(x):
+    return "-" if x is None else f"{100 * x:.2f}%"
