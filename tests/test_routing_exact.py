@@ -1,0 +1,148 @@
+"""Routing optimum: the exact subset method and the MILP against enumerating assignments x the
+per-replica brute-force optimum (tests/kv_bruteforce.py) on tiny instances; bounds never above it."""
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kv_bruteforce import brute_force_optimum
+from servopt.analysis.routing_check import check_result
+from servopt.instances import routing as R
+from servopt.instances.kv_schedule import KVScheduleInstance
+from servopt.simulator.routing_policies import ROUTERS, run_all
+from servopt.solvers.routing_exact import solve_exact
+from servopt.solvers.routing_search import lower_bounds, solve_search
+
+
+def assignment_oracle(inst: R.RoutingInstance) -> float:
+    """min over every assignment of the combined per-replica brute-force optima (no pruning but memo)."""
+    memo: dict = {}
+
+    def part(k, members):
+        if not members:
+            return 0.0
+        mem = inst.replicas[k].memory_tokens
+        key = (mem, members)
+        if key not in memo:
+            reqs = tuple(inst.requests[i] for i in members)
+            if any(r.prompt_tokens + r.output_tokens > mem for r in reqs):
+                memo[key] = math.inf
+            else:
+                memo[key] = brute_force_optimum(KVScheduleInstance(mem, reqs, inst.objective))[0]
+        return memo[key]
+
+    best = math.inf
+    K = inst.num_replicas
+    for assign in itertools.product(range(K), repeat=inst.n):
+        values = [part(k, tuple(i for i in range(inst.n) if assign[i] == k)) for k in range(K)]
+        total = max(values) if inst.objective == "makespan" else sum(values)
+        best = min(best, total)
+    return best
+
+
+def _result(inst, sched, objective, bound=None):
+    return {"requests": sched.to_dict()["requests"], "objective": objective, "bound": bound}
+
+
+CASES = [(seed, n, mems, obj) for seed, (n, mems) in enumerate([(4, (6, 9)), (5, (7, 10)), (5, (6, 8, 11)), (4, (8, 8)),
+                                                                (5, (7, 7, 10))]) for obj in ("total_latency", "makespan")]
+
+
+@pytest.mark.parametrize("seed,n,mems,objective", CASES)
+def test_exact_equals_assignment_enumeration(seed, n, mems, objective):
+    inst = R.RoutingInstance.from_dict(R.synthetic(seed, n=n, memories=mems, prompt_max=3, output_max=4,
+                                                   arrival_horizon=3, objective=objective))
+    expected = assignment_oracle(inst)
+    with_routers = solve_exact(inst, time_limit_s=60, incumbents=run_all(inst))
+    cold = solve_exact(inst, time_limit_s=60, incumbents=None)
+    for res in (with_routers, cold):
+        assert res.status == "optimal"
+        assert res.objective == expected
+        assert res.bound == expected
+        assert check_result(inst, _result(inst, res.schedule, res.objective, res.bound)) == []
+
+
+def test_exact_restricts_requests_to_replicas_where_they_fit():
+    # r0 needs 9 tokens: only the big replica can take it
+    data = {"kind": "routing", "replicas": [{"id": "small", "memory_tokens": 5}, {"id": "big", "memory_tokens": 9}],
+            "requests": [{"id": "r0", "arrival": 0, "prompt_tokens": 4, "output_tokens": 5},
+                         {"id": "r1", "arrival": 0, "prompt_tokens": 1, "output_tokens": 3},
+                         {"id": "r2", "arrival": 0, "prompt_tokens": 2, "output_tokens": 3}]}
+    inst = R.RoutingInstance.from_dict(data)
+    res = solve_exact(inst, time_limit_s=30, incumbents=run_all(inst))
+    assert res.objective == assignment_oracle(inst)
+    assert {r.id: r.replica for r in res.schedule.requests}["r0"] == "big"
+
+
+def test_milp_equals_assignment_enumeration():
+    from servopt.models import routing as model
+    from servopt.solvers.highs import solve
+
+    for seed, obj in ((0, "total_latency"), (1, "makespan"), (2, "total_latency")):
+        inst = R.RoutingInstance.from_dict(R.synthetic(seed, n=4, memories=(6, 9), prompt_max=3, output_max=4,
+                                                       arrival_horizon=2, objective=obj))
+        m = model.build(inst)
+        res = solve(m, time_limit_s=60, rel_gap=0.0)
+        assert res.status == "optimal"
+        sched = model.extract(m)
+        value = sched.objective_value(inst)
+        assert value == assignment_oracle(inst)
+        assert check_result(inst, _result(inst, sched, value)) == []
+
+
+def test_milp_lp_relaxation_is_a_bound_and_cutoff_keeps_the_optimum():
+    from servopt.models import routing as model
+    from servopt.solvers.highs import solve
+
+    inst = R.RoutingInstance.from_dict(R.synthetic(3, n=5, memories=(6, 9), prompt_max=3, output_max=4, arrival_horizon=2))
+    opt = assignment_oracle(inst)
+    lp = model.build(inst, relax=True)
+    res = solve(lp, time_limit_s=60, rel_gap=0.0)
+    assert res.objective <= opt + 1e-6
+    cut = model.build(inst, cutoff=opt)  # the cut-off at the optimum itself keeps it
+    res = solve(cut, time_limit_s=60, rel_gap=0.0)
+    assert round(res.objective) == opt
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), k=st.integers(2, 3))
+def test_no_router_beats_the_optimum(seed, k):
+    mems = (7, 9, 12)[:k]
+    inst = R.RoutingInstance.from_dict(R.synthetic(seed, n=6, memories=mems, prompt_max=3, output_max=5, arrival_horizon=4))
+    scheds = run_all(inst)
+    opt = solve_exact(inst, time_limit_s=60, incumbents=scheds)
+    assert opt.status == "optimal"
+    for name, sched in scheds.items():
+        value = sched.objective_value(inst)
+        assert check_result(inst, _result(inst, sched, value)) == [], name
+        assert value >= opt.objective, name
+    assert set(n.split("/")[0] for n in scheds) == set(ROUTERS)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_search_bounds_never_exceed_the_optimum(seed):
+    # a replica of 6 leaves the longest requests to the replica of 10: the restricted-pool bound applies
+    inst = R.RoutingInstance.from_dict(R.synthetic(seed, n=7, memories=(6, 10), prompt_max=3, output_max=6, arrival_horizon=3))
+    scheds = run_all(inst)
+    opt = solve_exact(inst, time_limit_s=60, incumbents=scheds)
+    assert opt.status == "optimal"
+    bounds = lower_bounds(inst, cutoff=min(s.objective_value(inst) for s in scheds.values()), seconds=20)
+    for name, value in bounds.items():
+        if isinstance(value, float):
+            assert value <= opt.objective + 1e-6, name
+    res = solve_search(inst, time_limit_s=5, incumbents=scheds)
+    assert res.bound <= opt.objective <= res.objective
+    assert check_result(inst, _result(inst, res.schedule, res.objective, res.bound)) == []
+
+
+def test_search_improves_a_poor_router_and_stays_feasible():
+    inst = R.RoutingInstance.from_dict(R.synthetic(28, n=8, memories=(12, 18), prompt_max=3, output_max=7, arrival_horizon=3))
+    scheds = run_all(inst, routers=("jsq",))
+    start = next(iter(scheds.values())).objective_value(inst)
+    res = solve_search(inst, time_limit_s=5, incumbents=scheds)
+    assert res.objective < start
+    assert check_result(inst, _result(inst, res.schedule, res.objective, res.bound)) == []
