@@ -170,8 +170,15 @@ def replay(hash_lists: Sequence[Sequence[int]], capacity: int | Sequence[int], p
                     cache.push(e)
                 elif e.refs == 0:
                     e.version += 1  # its old heap entries are stale; pushed when it becomes a leaf
+        while len(entries) > cap:  # the capacity after r can be below what r pinned (pinned running requests)
+            if not cache.evict_one(out):
+                break
         if len(cache.heap) > 4 * len(entries) + 1024:
             _rebuild_heap(cache)
+        if new and out:  # a block inserted and evicted within r was never admitted
+            gone, added = set(out), set(new)
+            new = [h for h in new if h not in gone]
+            out = [h for h in out if h not in added]
         admits.append(tuple(new))
         evicts.append(tuple(out))
     return CachePlan(tuple(hits), tuple(admits), tuple(evicts), name or getattr(policy, "NAME", type(policy).__name__))
