@@ -47,7 +47,14 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from servopt.costmodel.profile import EFFICIENCY_FIELDS, PARAMETER_FIELDS, ROOFLINE_ONLY, SHAPE_FIELDS, Profile
+from servopt.costmodel.profile import (
+    EFFICIENCY_FIELDS,
+    OPTIONAL_EFFICIENCY_FIELDS,
+    PARAMETER_FIELDS,
+    ROOFLINE_ONLY,
+    SHAPE_FIELDS,
+    Profile,
+)
 from servopt.costmodel.roofline import BatchTotals, CostModel, batch_totals, smooth_roofline
 from servopt.errors import InputError
 from servopt.instances.catalog import get_gpu, get_llm
@@ -150,6 +157,8 @@ def _features(points: Sequence[MeasuredPoint]) -> _Features:
 def _predict_ms(fe: _Features, params: dict) -> np.ndarray:
     eta_c = np.array([params["linear_compute_eff"], params["attention_compute_eff"]])[_OP_CLASS]
     eta_m = np.array([params["linear_memory_eff"], params["attention_memory_eff"]])[_OP_CLASS]
+    # decode attention's KV read at its own rate when set (profile format 3; 0 = attention_memory_eff)
+    eta_m[_OPS.index("attention_decode")] = params.get("attention_decode_memory_eff") or params["attention_memory_eff"]
     ops = smooth_roofline(fe.compute_s / eta_c, fe.memory_s / eta_m, params.get("roofline_smoothness", 0.0)).sum(axis=1)
     comm = (fe.ring_steps * params["allreduce_hop_latency_ms"] * 1e-3 + fe.allreduce_s / params["allreduce_bandwidth_eff"]
             + fe.allreduce_calls * params.get("allreduce_call_latency_ms", 0.0) * 1e-3)
@@ -169,7 +178,7 @@ def predict_ms(profile: Profile, points: Sequence[MeasuredPoint]) -> np.ndarray:
 def _to_params(z: np.ndarray, names: Sequence[str], fixed: dict) -> dict:
     out = dict(fixed)
     for name, v in zip(names, z):
-        if name in EFFICIENCY_FIELDS:
+        if name in EFFICIENCY_FIELDS or name in OPTIONAL_EFFICIENCY_FIELDS:
             out[name] = float(min(1.0, max(1e-4, 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, v)))))))
         elif name in SHAPE_FIELDS:
             out[name] = float(min(0.95, 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, v))))))
@@ -182,7 +191,7 @@ def _from_params(params: dict, names: Sequence[str]) -> np.ndarray:
     z = []
     for name in names:
         v = params[name]
-        if name in EFFICIENCY_FIELDS or name in SHAPE_FIELDS:
+        if name in EFFICIENCY_FIELDS or name in SHAPE_FIELDS or name in OPTIONAL_EFFICIENCY_FIELDS:
             v = min(max(v, 1e-4), 1 - 1e-6)
             z.append(math.log(v / (1 - v)))
         else:
@@ -242,7 +251,8 @@ def _mape(pred: np.ndarray, y: np.ndarray) -> float:
 # per_layer_overhead_ms is identifiable only from models of several depths (servopt profile data), so
 # it is fixed (at base's value) unless asked for.
 DEFAULT_FREE = tuple(f for f in PARAMETER_FIELDS if f not in ("per_layer_overhead_ms", "roofline_smoothness",
-                                                               "allreduce_call_latency_ms", "host_ms_per_layer"))
+                                                               "allreduce_call_latency_ms", "host_ms_per_layer",
+                                                               *OPTIONAL_EFFICIENCY_FIELDS))
 
 
 def fit_profile(points: Sequence[MeasuredPoint], *, name: str, gpus: Iterable[str] = (), source: str = "",
@@ -286,7 +296,8 @@ def fit_profile(points: Sequence[MeasuredPoint], *, name: str, gpus: Iterable[st
         for t0 in (1.0, 10.0):
             start = dict(fixed)
             for n_ in names:
-                start[n_] = (eff0 if n_ in EFFICIENCY_FIELDS else 0.2 if n_ in SHAPE_FIELDS
+                start[n_] = (eff0 if n_ in EFFICIENCY_FIELDS or n_ in OPTIONAL_EFFICIENCY_FIELDS
+                             else 0.2 if n_ in SHAPE_FIELDS
                              else t0 if n_ == "overhead_ms" else 0.01)
             starts.append(_from_params(start, names))
     if "host_ms_per_layer" in names:

@@ -18,7 +18,8 @@ field                       meaning                                             
 linear_compute_eff          fraction of bf16 peak the GEMMs (QKV, O, MLP, LM head) reach  (0, 1]
 linear_memory_eff           fraction of HBM bandwidth for weight reads and elementwise   (0, 1]
 attention_compute_eff       fraction of peak for attention's QK^T and AV (prefill)       (0, 1]
-attention_memory_eff        fraction of bandwidth for KV-cache reads (decode attention)  (0, 1]
+attention_memory_eff        fraction of bandwidth for attention's own reads and writes   (0, 1]
+attention_decode_memory_eff fraction of bandwidth for decode's KV-cache read (format 3)  0 or (0, 1]
 allreduce_bandwidth_eff     fraction of the interconnect (NVLink, else PCIe) bandwidth   (0, 1]
 allreduce_hop_latency_ms    latency of one tree hop; a call costs 2 log2(tp) hops       >= 0
 overhead_ms                 fixed cost per iteration (launches, scheduling)              >= 0
@@ -28,6 +29,12 @@ roofline_smoothness         s of the smooth roofline (below); 0 = hard max (form
 allreduce_call_latency_ms   fixed cost of one all-reduce call, any tp > 1 (format 2)     >= 0
 host_ms_per_layer           host time to launch one layer's kernels (format 2, below)    >= 0
 ==========================  ===========================================================  ========
+
+``attention_decode_memory_eff`` (format 3): the rate at which decode attention streams the KV
+cache, apart from prefill attention's; 0 (the default, and every profile written before format 3)
+means ``attention_memory_eff``, so older profiles predict exactly what they did. Why apart: the
+KV read is a pure stream of HBM whose rate depends on the decode kernel (split-KV, pipelining), not
+on what prefill attention's mostly compute-bound kernel does (costmodel/calibration.py).
 
 Smooth roofline (format 2): an operator with compute time ``C`` and memory time ``M`` takes
 ``(C^(1/s) + M^(1/s))^s`` -- the p-norm form (``p = 1/s``) of the "roofline with a soft knee"
@@ -84,9 +91,11 @@ EFFICIENCY_FIELDS = (
 TIME_FIELDS = ("allreduce_hop_latency_ms", "overhead_ms", "per_sequence_ms", "per_layer_overhead_ms",
                "allreduce_call_latency_ms", "host_ms_per_layer")
 SHAPE_FIELDS = ("roofline_smoothness",)
-PARAMETER_FIELDS = EFFICIENCY_FIELDS + TIME_FIELDS + SHAPE_FIELDS
-# 1: hard-max roofline, no format_version field; 2: roofline_smoothness added.
-PROFILE_FORMAT_VERSION = 2
+# Efficiencies where 0 means "as another field" (attention_decode_memory_eff: attention_memory_eff).
+OPTIONAL_EFFICIENCY_FIELDS = ("attention_decode_memory_eff",)
+PARAMETER_FIELDS = EFFICIENCY_FIELDS + TIME_FIELDS + SHAPE_FIELDS + OPTIONAL_EFFICIENCY_FIELDS
+# 1: hard-max roofline, no format_version field; 2: roofline_smoothness added; 3: attention_decode_memory_eff.
+PROFILE_FORMAT_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -110,6 +119,8 @@ class Profile:
     # Host (CPU) time to launch one layer's kernels in an eager engine; launches run ahead of the GPU,
     # so the iteration takes max(GPU time, L * h). Format 2.
     host_ms_per_layer: float = 0.0
+    # KV-cache read of decode attention; 0 = attention_memory_eff. Format 3.
+    attention_decode_memory_eff: float = 0.0
     gpus: tuple[str, ...] = ()
     source: str = ""
     metadata: dict = field(default_factory=dict, compare=False, hash=False)
@@ -126,6 +137,15 @@ class Profile:
         value = self.roofline_smoothness
         if not _finite(value) or not 0 <= value < 1:
             raise InputError("profile.roofline_smoothness", f"must be in [0, 1), got {value!r}")
+        for key in OPTIONAL_EFFICIENCY_FIELDS:
+            value = getattr(self, key)
+            if not _finite(value) or not 0 <= value <= 1:
+                raise InputError(f"profile.{key}", f"must be 0 (unset) or in (0, 1], got {value!r}")
+
+    @property
+    def decode_kv_memory_eff(self) -> float:
+        """The efficiency decode attention's KV-cache read runs at (attention_memory_eff if unset)."""
+        return self.attention_decode_memory_eff or self.attention_memory_eff
 
     def parameters(self) -> dict[str, float]:
         return {k: getattr(self, k) for k in PARAMETER_FIELDS}
@@ -183,6 +203,11 @@ def profile_from_dict(data: dict, where: str = "profile") -> Profile:
     for key in ("roofline_smoothness", "allreduce_call_latency_ms", "host_ms_per_layer"):
         if version < 2 and key in data:
             raise InputError(f"{where}.{key}", "needs format_version 2")
+    for key in OPTIONAL_EFFICIENCY_FIELDS:
+        if version < 3 and key in data:
+            raise InputError(f"{where}.{key}", "needs format_version 3")
+        if key in data and not 0 <= data[key] <= 1:
+            raise InputError(f"{where}.{key}", f"must be 0 (unset) or in (0, 1], got {data[key]!r}")
     for key in EFFICIENCY_FIELDS:
         if key in data and not 0 < data[key] <= 1:
             raise InputError(f"{where}.{key}", f"must be in (0, 1], got {data[key]!r}")

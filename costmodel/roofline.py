@@ -216,6 +216,7 @@ class CostModel:
         self._inv_lin_m = 1.0 / (pr.linear_memory_eff * self._bw)
         self._inv_att_c = 1.0 / (pr.attention_compute_eff * self._peak)
         self._inv_att_m = 1.0 / (pr.attention_memory_eff * self._bw)
+        self._inv_attd_m = 1.0 / (pr.decode_kv_memory_eff * self._bw)
         self._inv_ar = 1.0 / (pr.allreduce_bandwidth_eff * self._ic) if self._ic > 0 else math.inf
         self._ar_hops = self._ar_calls * 2 * math.log2(T)
         self._ar_fixed_s = (self._ar_hops * pr.allreduce_hop_latency_ms + self._ar_calls * pr.allreduce_call_latency_ms) * 1e-3
@@ -275,7 +276,7 @@ class CostModel:
             "linear": (self._inv_lin_c, self._inv_lin_m),
             "lm_head": (self._inv_lin_c, self._inv_lin_m),
             "attention_prefill": (self._inv_att_c, self._inv_att_m),
-            "attention_decode": (self._inv_att_c, self._inv_att_m),
+            "attention_decode": (self._inv_att_c, self._inv_attd_m),
             "elementwise": (self._inv_lin_c, self._inv_lin_m),
         }
         ops, flops, hbm, comm = [], 0.0, 0.0, 0.0
@@ -356,7 +357,7 @@ class CostModel:
             m3 = ((self._qo_tok + 2 * kv) * prefill_tokens + kv * prefill_context_tokens) * self._inv_att_m
         if decode_seqs > 0:
             c4 = self._attn_flops_pair * (decode_context_tokens + decode_seqs) * self._inv_att_c
-            m4 = (kv * decode_context_tokens + (kv + self._qo_tok) * decode_seqs) * self._inv_att_m
+            m4 = (kv * decode_context_tokens + (kv + self._qo_tok) * decode_seqs) * self._inv_attd_m
         sm = self._smooth
         if sm:
             q = self._smooth_q
@@ -398,7 +399,7 @@ class CostModel:
         t = t + np.where(p > 0, roof(self._attn_flops_pair * pairs * self._inv_att_c,
                                      ((self._qo_tok + 2 * kv) * p + kv * p_ctx) * self._inv_att_m), 0.0)
         t = t + np.where(b > 0, roof(self._attn_flops_pair * (ctx + b) * self._inv_att_c,
-                                     (kv * ctx + (kv + self._qo_tok) * b) * self._inv_att_m), 0.0)
+                                     (kv * ctx + (kv + self._qo_tok) * b) * self._inv_attd_m), 0.0)
         t = t + self._elem_tok * n * self._inv_lin_m
         if self._ar_calls:
             t = t + self._ar_calls * self._ar_bytes_tok * n * self._inv_ar + self._ar_fixed_s

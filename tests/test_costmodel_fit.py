@@ -189,14 +189,18 @@ def test_fit_recovers_a_known_smoothness():
 
 def test_format_1_profiles_load_unchanged_and_format_errors(tmp_path):
     old = {k: v for k, v in KNOWN.to_dict().items()
-           if k not in ("format_version", "roofline_smoothness", "allreduce_call_latency_ms", "host_ms_per_layer")}
+           if k not in ("format_version", "roofline_smoothness", "allreduce_call_latency_ms", "host_ms_per_layer",
+                        "attention_decode_memory_eff")}
     path = tmp_path / "old.json"
     path.write_text(json.dumps(old))
     prof = load_profile(path)
     assert prof.roofline_smoothness == 0.0 and prof.allreduce_call_latency_ms == 0.0 and prof.host_ms_per_layer == 0.0
     assert prof.parameters() == KNOWN.parameters()
-    assert json.loads(KNOWN.to_json())["format_version"] == 2
-    for bad, field in ((dict(old, format_version=3), "format_version"),
+    assert json.loads(KNOWN.to_json())["format_version"] == 3
+    assert prof.attention_decode_memory_eff == 0.0 and prof.decode_kv_memory_eff == prof.attention_memory_eff
+    for bad, field in ((dict(old, format_version=4), "format_version"),
+                       (dict(old, format_version=2, attention_decode_memory_eff=0.9), "attention_decode_memory_eff"),
+                       (dict(old, format_version=3, attention_decode_memory_eff=1.5), "attention_decode_memory_eff"),
                        (dict(old, roofline_smoothness=0.2), "roofline_smoothness"),  # field of format 2 in format 1
                        (dict(old, format_version=2, roofline_smoothness=1.0), "roofline_smoothness"),
                        (dict(old, format_version=2, allreduce_call_latency_ms=-1.0), "allreduce_call_latency_ms")):

@@ -313,3 +313,29 @@ def test_host_bound_iteration_by_hand():
     assert cm.iteration_ms_totals(decode_seqs=np.array([4.0]), decode_context_tokens=np.array([2000.0]),
                                   sampled_seqs=np.array([4.0]))[0] == pytest.approx(c.iteration_ms, rel=1e-12)
     assert cm.prefill_ms(8192) == pytest.approx(free.prefill_ms(8192), rel=1e-12)
+
+
+def test_decode_kv_read_has_its_own_efficiency():
+    """attention_decode_memory_eff (format 3) sets decode attention's memory rate alone; 0 means
+    attention_memory_eff; the three paths (iteration, scalar, array) agree."""
+    import numpy as np
+
+    from servopt.costmodel.profile import Profile
+
+    base = Profile(name="b", attention_memory_eff=0.5, linear_memory_eff=0.8)
+    fast = base.with_parameters(attention_decode_memory_eff=0.9)
+    cm0 = make_cost_model("llama-3.1-8b", "h100-sxm", profile=base)
+    cm1 = make_cost_model("llama-3.1-8b", "h100-sxm", profile=fast)
+    ops0 = {o["name"]: o for o in cm0.iteration(prefill=[(256, 1024)], decode=[2048] * 64).operators}
+    ops1 = {o["name"]: o for o in cm1.iteration(prefill=[(256, 1024)], decode=[2048] * 64).operators}
+    assert ops1["attention_decode"]["memory_ms"] == pytest.approx(ops0["attention_decode"]["memory_ms"] * 0.5 / 0.9)
+    assert ops1["attention_prefill"]["memory_ms"] == ops0["attention_prefill"]["memory_ms"]
+    bytes_ = ops1["attention_decode"]["bytes"]
+    assert ops1["attention_decode"]["memory_ms"] == pytest.approx(bytes_ / (0.9 * 3350e9) * 1e3)
+    t = cm1.iteration(prefill=[(256, 1024)], decode=[2048] * 64)
+    kw = dict(prefill_tokens=256, prefill_attention_pairs=256 * (1024 + 257 / 2), decode_seqs=64,
+              decode_context_tokens=64 * 2048, sampled_seqs=65, prefill_context_tokens=1024)
+    assert cm1.iteration_ms_totals(**kw) == pytest.approx(t.iteration_ms, rel=1e-12)
+    arr = cm1.iteration_ms_totals(**{k: np.array([v, v]) for k, v in kw.items()})
+    assert arr == pytest.approx([t.iteration_ms] * 2, rel=1e-12)
+    assert base.decode_kv_memory_eff == 0.5 and fast.decode_kv_memory_eff == 0.9

@@ -36,7 +36,7 @@ def _synthetic_profile(truth: Profile = TRUTH) -> dict:
 
 def test_fit_recovers_known_parameters_and_needs_the_per_layer_term():
     data = _synthetic_profile()
-    cal = C.calibrate(data, name="t")
+    cal = C.calibrate(data, name="t", decode_kv="measured")
     got = cal.profile.parameters()
     for key in C.FREE:
         assert got[key] == pytest.approx(TRUTH.parameters()[key], rel=2e-3, abs=1e-5), key
@@ -44,14 +44,20 @@ def test_fit_recovers_known_parameters_and_needs_the_per_layer_term():
     for regime in C.REGIMES:
         assert cal.row("all", regime).calibrated_mape < 1e-3
         assert cal.row("all", regime).roofline_mape > 0.2
+    # decode_kv="stream": decode's KV read at the weight-streaming rate the measured fit found, the rest refitted
+    stream = C.calibrate(data, name="t")
+    assert stream.profile.attention_decode_memory_eff == pytest.approx(got["linear_memory_eff"], rel=1e-9)
+    assert stream.profile.metadata["fit"]["decode_kv_memory_eff_as_measured"] == pytest.approx(got["attention_memory_eff"])
+    with pytest.raises(InputError, match="decode_kv"):
+        C.calibrate(data, name="t", decode_kv="fast")
     # per_sequence_ms is not free: fixed at 0, never inherited from the base (Splitwise's 0.04 ms)
     assert "per_sequence_ms" not in C.FREE and got["per_sequence_ms"] == 0.0
     with_seq = C.calibrate(_synthetic_profile(TRUTH.with_parameters(per_sequence_ms=0.006)), name="t",
-                           free=C.FREE + ("per_sequence_ms",))
+                           free=C.FREE + ("per_sequence_ms",), decode_kv="measured")
     assert with_seq.profile.per_sequence_ms == pytest.approx(0.006, rel=2e-3)
     # without the per-layer term, 28-, 32- and 80-layer models cannot all be fitted
     free = tuple(f for f in C.FREE if f != "per_layer_overhead_ms")
-    worse = C.calibrate(data, name="t", free=free)
+    worse = C.calibrate(data, name="t", free=free, decode_kv="measured")
     assert max(worse.row("all", r).calibrated_mape for r in C.REGIMES) > 0.01
 
 
@@ -117,8 +123,21 @@ def test_shipped_h100_fit_is_reproducible_and_within_seven_percent_held_out():
         assert row.n_held_out >= 20
         assert row.held_out_mape <= 0.07, (regime, row)
         assert row.roofline_mape > 3 * row.calibrated_mape
-    # every measured run, 70B shards included, within 10 % on its held-out points per regime
+    # the shipped default reads decode's KV cache at the weight-streaming rate (decode_kv="stream"),
+    # faster than servopt profile's own FlashAttention-2 decode path: every run within 12 % held out,
+    # the GQA 7-8B models within 6 %
+    assert meta["decode_kv"] == "stream" and cal.profile.attention_decode_memory_eff == pytest.approx(
+        C.calibrate(measurements, name="m", decode_kv="measured").profile.linear_memory_eff, rel=1e-6)
     for row in cal.rows:
+        if row.held_out_mape is not None and row.n_held_out >= 4:
+            assert row.held_out_mape <= 0.12, row
+            if "llama-3.1-8b" in row.group or "qwen2.5-7b" in row.group:
+                assert row.held_out_mape <= 0.06, row
+    # as the profiled kernel reads it: every measured run, 70B shards included, within 10 % per regime
+    measured = C.calibrate(measurements, name="m", decode_kv="measured")
+    assert meta["held_out_mape_as_measured"] == pytest.approx(measured.profile.metadata["fit"]["held_out_mape"])
+    assert meta["held_out_mape_as_measured"] < meta["held_out_mape"]
+    for row in measured.rows:
         if row.held_out_mape is not None and row.n_held_out >= 4:
             assert row.held_out_mape <= 0.10, row
 
@@ -145,7 +164,7 @@ def test_report_and_fit_commands(run_cli, tmp_path):
     src = tmp_path / "m.json"
     src.write_text(json.dumps(_synthetic_profile()))
     dst = tmp_path / "fitted.json"
-    code, out, err = run_cli("costmodel", "fit", src, "--out", dst, "--name", "synthetic")
+    code, out, err = run_cli("costmodel", "fit", src, "--out", dst, "--name", "synthetic", "--decode-kv", "measured")
     assert code == 0, err
     prof = load_profile(dst)
     assert prof.name == "synthetic" and prof.gpus == ("h100-sxm",)

@@ -31,6 +31,9 @@ def register(subparsers) -> None:
     f.add_argument("--out", required=True, metavar="PROFILE.json", help="where to write the profile (measurements + fit)")
     f.add_argument("--name", help="profile name (default <gpu>-measured)")
     f.add_argument("--seed", type=int, default=0, help="seed of the held-out split (default 0)")
+    f.add_argument("--decode-kv", choices=("stream", "measured"), default="stream",
+                   help="decode attention's KV read: at the fitted weight-streaming rate (stream, default) or at "
+                        "the rate the profiled attention kernel reached (measured)")
     f.set_defaults(func=run_fit)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
@@ -152,7 +155,7 @@ def run_report(args) -> int:
 def run_fit(args) -> int:
     from servopt.costmodel import calibration, profiling
 
-    shipped = calibration.build_shipped(args.files, name=args.name, seed=args.seed)
+    shipped = calibration.build_shipped(args.files, name=args.name, seed=args.seed, decode_kv=args.decode_kv)
     profiling.write_json_atomic(shipped, args.out)
     fit = shipped["fit"]["metadata"]["fit"]
     print(f"wrote {args.out}: {fit['n_points']} points ({fit['n_train']} fitted, {fit['n_held_out']} held out)")
