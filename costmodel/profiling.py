@@ -185,7 +185,7 @@ def _unique(shapes: Iterable[BatchShape]) -> tuple[BatchShape, ...]:
 
 
 def full_grid() -> ProfileGrid:
-    """The default grid for a whole model: about 110 shapes across the three regimes.
+    """The default grid for a whole model: about 115 shapes across the three regimes.
 
     Token counts follow the ranges serving engines meet (Sarathi-Serve chunk sizes 256-2048,
     decode batches up to 256, contexts up to 8K; Agrawal et al. OSDI'24) and Vidur's profiling
@@ -200,6 +200,11 @@ def full_grid() -> ProfileGrid:
         shapes.append(BatchShape(_p(p, cached)))
     for ctx in (128, 512, 2048, 8192):
         for b in (1, 2, 4, 8, 16, 32, 48, 64, 96, 128, 192, 256):
+            shapes.append(BatchShape((), b, ctx))
+    # Large-batch decode (added after the shipped H100 measurement, which stops at batch 256): the
+    # cost model's worst known points are decode 512 x 512 (costmodel/calibration.py, DECODE_KV_DEFAULT).
+    for ctx in (128, 512, 1024):
+        for b in (384, 512):
             shapes.append(BatchShape((), b, ctx))
     for p in (64, 256, 1024, 2048):
         for b in (4, 16, 64, 128):
