@@ -134,8 +134,8 @@ def transfer_profile(donor: Profile, donor_gpu: str | GPU, target_gpu: str | GPU
                          "rule": "efficiencies (fractions of the datasheet peaks) and the fixed terms kept from the "
                                  "donor; peaks from the target's datasheet (servopt.costmodel.transfer)"}}
     same = "same" if src.architecture == dst.architecture else f"{src.architecture} ->"
-    source = (f"{donor.name} ({src.name}) lent to {dst.name} ({same} {dst.architecture} architecture): its efficiencies "
-              f"on the {dst.name} datasheet peaks ({scale['bf16_tflops']:.2f}x bf16, {scale['hbm_gb_per_s']:.2f}x HBM "
+    source = (f"{donor.name} ({src.name}) lent to {dst.name} ({same} {dst.architecture} architecture): "
+              f"its efficiencies on the {dst.name} datasheet peaks ({scale['bf16_tflops']:.2f}x bf16, {scale['hbm_gb_per_s']:.2f}x HBM "
               f"bandwidth), its fixed overheads from {engine}")
     return Profile(name=f"{dst.name}-from-{donor.name}", gpus=(dst.name,), source=source, metadata=meta,
                    **donor.parameters())
