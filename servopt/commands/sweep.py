@@ -33,8 +33,13 @@ def run(args) -> int:
     if args.workers < 1:
         raise InputError("--workers", f"must be at least 1, got {args.workers}")
     config = read_config(args.config)
-    result = run_sweep(config, args.out, workers=args.workers, ray=args.ray is not None,
-                       ray_address=args.ray or None, progress=not args.no_progress)
+    try:
+        result = run_sweep(config, args.out, workers=args.workers, ray=args.ray is not None,
+                           ray_address=args.ray or None, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"\nsweep stopped: finished cells are kept in {args.out}/cells; run the same command again to resume",
+              file=sys.stderr)
+        raise
     summary = result.summary()
     if args.json:
         sys.stdout.write(jsonio.dumps(summary) + "\n")
