@@ -69,6 +69,7 @@ class LayerPlacementInstance:
     name: str = ""
     source: str = ""
     reference: dict = field(default_factory=dict, compare=False, hash=False)
+    max_pipeline_depth: int | None = None  # latency bound: flow paths of at most this many nodes
 
     def __post_init__(self):
         # Nodes may list more throughputs than there are layers; a node never holds more than L.
@@ -98,6 +99,8 @@ class LayerPlacementInstance:
         if self.source:
             out["source"] = self.source
         out["num_layers"] = self.num_layers
+        if self.max_pipeline_depth is not None:
+            out["max_pipeline_depth"] = self.max_pipeline_depth
         out["nodes"] = [n.to_dict() for n in self.nodes]
         out["links"] = [l.to_dict() for l in self.links]
         if self.reference:
@@ -207,6 +210,9 @@ def instance_from_dict(data: dict) -> LayerPlacementInstance:
     reference = data.get("reference", {})
     if not isinstance(reference, dict):
         raise InputError("reference", "expected an object")
+    depth = None
+    if data.get("max_pipeline_depth") is not None:
+        depth = fields.integer(data, "max_pipeline_depth", "", minimum=1)
     return LayerPlacementInstance(
         num_layers=num_layers,
         nodes=tuple(nodes),
@@ -214,7 +220,33 @@ def instance_from_dict(data: dict) -> LayerPlacementInstance:
         name=str(data.get("name", "")),
         source=str(data.get("source", "")),
         reference=reference,
+        max_pipeline_depth=depth,
     )
+
+
+DEPTH_EPSILON_TOKENS_PER_S = 1e-12
+
+
+def depth_bounded(instance: LayerPlacementInstance, max_depth: int | None) -> LayerPlacementInstance:
+    """The instance in which flow paths visit at most ``max_depth`` nodes (ours).
+
+    A node that holds k < m = ceil(L / max_depth) layers gets throughput 1e-12 tokens/s (the JSON
+    format needs T > 0; nothing measurable passes), so every path that carries flow is made of
+    nodes holding >= m layers each, hence has at most floor(L / m) <= max_depth nodes. Conversely
+    every layout whose flow paths all hold >= m layers per node keeps its flow. This is a
+    sufficient condition for the depth bound (a path of few long stages may also pass through a
+    short one); it keeps the problem a max-flow layout problem, so every solver applies unchanged.
+    """
+    if not max_depth:
+        return instance
+    m = math.ceil(instance.num_layers / max_depth)
+    if m <= 1:
+        return instance
+    nodes = tuple(ComputeNode(n.id, n.type, tuple(DEPTH_EPSILON_TOKENS_PER_S if k < m else t
+                                                  for k, t in enumerate(n.throughput_tokens_per_s, 1)))
+                  for n in instance.nodes)
+    return LayerPlacementInstance(instance.num_layers, nodes, instance.links, instance.name, instance.source,
+                                  instance.reference, max_pipeline_depth=max_depth)
 
 
 def layout_from_dict(instance: LayerPlacementInstance, raw, path: str = "layers") -> Layout:

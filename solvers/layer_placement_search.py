@@ -48,7 +48,10 @@ import math
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from servopt.instances.layer_placement import SINK, SOURCE, LayerPlacementInstance, Layout, layout_violations
+from servopt.solvers import layer_placement_network as net
 from servopt.solvers.maxflow import evaluate_layout
 
 REL_TOL = 1e-9
@@ -500,19 +503,31 @@ def solve_layer_placement(instance: LayerPlacementInstance, *, time_limit_s: flo
             trace.append({"t_s": round(elapsed(), 4), "event": method, "objective": value, "bound": upper})
         return value
 
+    # Network-following constructions first (solvers.layer_placement_network): a positive-flow
+    # layout within a fraction of a second wherever one exists, or a proof that none does.
+    oracle = net.FlowOracle(instance)
+    net_starts = _network_constructions(instance, oracle, t0, time_limit_s, exact, offer, bounds)
+    upper = min(upper, bounds.get("link_cut_upper_bound", math.inf), bounds.get("network_upper_bound", math.inf))
+
     baselines = {}
     for name, fn in BASELINES.items():
         baselines[name] = {"objective": offer(fn(instance), name)}
     offer(single_chain_layout(instance), "single_chain")
-    offer(stage_layout(instance, time_limit_s=max(0.2 * time_limit_s, 1.0)), "stages")
+    stage_s = max(0.2 * time_limit_s, 1.0) if exact else min(max(0.03 * time_limit_s, 0.5), 3.0)
+    offer(stage_layout(instance, time_limit_s=stage_s), "stages")
     for name, layout in (starts or {}).items():
         value = offer(layout, name)
         baselines.setdefault(name, {"objective": value})
     if not exact and best_layout is not None:
-        offer(polish_layout(instance, best_layout, time_limit_s=min(5.0, 0.1 * time_limit_s)), best_method + "+swaps")
+        offer(polish_layout(instance, best_layout, time_limit_s=min(2.0, 0.05 * time_limit_s)), best_method + "+swaps")
     first_layout_s = trace[0]["t_s"] if trace else elapsed()
+    if not exact and best_layout is not None and best_value < upper * (1 - rel_gap):
+        # iterated local search from the best starts, then ruin-and-recreate, before the MILPs
+        _network_search(instance, oracle, net_starts, best_layout, t0, time_limit_s, offer, seed)
 
     status, proof, milp_calls = "feasible", "", []
+    # Pyomo model builds and HiGHS presolve are not charged to HiGHS' own time limit: keep a margin
+    milp_limit_s = time_limit_s - max(1.0, 0.06 * time_limit_s)
     if upper <= 0.0:
         return _outcome(best_layout, best_value, 0.0, "optimal", best_method, elapsed(), first_layout_s,
                         "no flow is possible: the saturation bound is 0 (too few layers can be held, or zero-capacity "
@@ -522,7 +537,7 @@ def solve_layer_placement(instance: LayerPlacementInstance, *, time_limit_s: flo
                         "incumbent meets the saturation upper bound", bounds, baselines, trace, milp_calls)
 
     if formulation in ("helix", "helix_capped"):
-        layout, value, bnd, st = _helix_search(instance, best_layout, time_limit_s - elapsed(), rel_gap,
+        layout, value, bnd, st = _helix_search(instance, best_layout, milp_limit_s - elapsed(), rel_gap,
                                                formulation, upper, threads, seed, milp_calls)
         if layout is not None:
             offer(layout, formulation)
@@ -543,7 +558,7 @@ def solve_layer_placement(instance: LayerPlacementInstance, *, time_limit_s: flo
     lns_failures = 0
     while best_value < upper * (1 - rel_gap):
         # keep a second for building the last model and evaluating its layout
-        left = time_limit_s - elapsed() - 1.0
+        left = milp_limit_s - elapsed() - 1.0
         if left <= 0.5:
             ran_out = True
             break
@@ -556,7 +571,7 @@ def solve_layer_placement(instance: LayerPlacementInstance, *, time_limit_s: flo
             improved = False
             for layout in found:
                 if not exact:
-                    layout = polish_layout(instance, layout, time_limit_s=min(5.0, 0.1 * (time_limit_s - elapsed())))
+                    layout = polish_layout(instance, layout, time_limit_s=min(5.0, 0.1 * (milp_limit_s - elapsed())))
                 before = best_value
                 offer(layout, "boundary+threshold (LNS)")
                 improved = improved or best_value > before
@@ -588,7 +603,7 @@ def solve_layer_placement(instance: LayerPlacementInstance, *, time_limit_s: flo
         if res.has_solution:
             layout = lp.extract(model, instance)
             if not exact:
-                layout = polish_layout(instance, layout, time_limit_s=min(5.0, 0.1 * (time_limit_s - elapsed())))
+                layout = polish_layout(instance, layout, time_limit_s=min(5.0, 0.1 * (milp_limit_s - elapsed())))
             before = best_value
             offer(layout, "boundary+threshold")
             if best_value > before:
@@ -604,14 +619,14 @@ def solve_layer_placement(instance: LayerPlacementInstance, *, time_limit_s: flo
             upper = min(upper, max(res.bound, target))
         if phase == "prove":
             phase = "lns" if lns_failures < 2 else "bisect"
-        elif phase == "bisect" and time_limit_s - elapsed() > 2.0:
+        elif phase == "bisect" and milp_limit_s - elapsed() > 2.0:
             phase = "final"  # one last test at the incumbent with all the time that is left
         else:
             ran_out = True
             break
 
-    if not proven and not exact and best_value < upper * (1 - rel_gap) and time_limit_s - elapsed() > 1.0:
-        layout, value, bnd, st = _helix_search(instance, best_layout, time_limit_s - elapsed(), rel_gap,
+    if not proven and not exact and best_value < upper * (1 - rel_gap) and milp_limit_s - elapsed() > 1.0:
+        layout, value, bnd, st = _helix_search(instance, best_layout, milp_limit_s - elapsed(), rel_gap,
                                                "helix_capped", upper, threads, seed, milp_calls)
         if layout is not None:
             offer(layout, "helix_capped")
@@ -624,6 +639,80 @@ def solve_layer_placement(instance: LayerPlacementInstance, *, time_limit_s: flo
         status = "time_limit" if ran_out or elapsed() >= time_limit_s - 1.0 else "feasible"
     return _outcome(best_layout, best_value, upper, status, best_method, elapsed(), first_layout_s, proof, bounds,
                     baselines, trace, milp_calls)
+
+
+def _network_constructions(instance, oracle, t0, time_limit_s, exact, offer, bounds):
+    """Feasibility (exit 2 with the reason when no layout has positive flow), chains, trunks, cut bounds."""
+    from servopt.errors import InputError
+
+    L = instance.num_layers
+    held = sum(max((k for k, t in enumerate(n.throughput_tokens_per_s, 1) if t > 1e-9), default=0)
+               for n in instance.nodes)
+    depth = instance.max_pipeline_depth
+    if held < L:
+        if depth and sum(n.max_layers for n in instance.nodes) >= L:
+            raise InputError("max_pipeline_depth", f"no node can hold ceil({L} / {depth}) layers and carry flow, "
+                             "so no layout meets the depth bound")
+        raise InputError("num_layers", f"the model has {L} layers but all {len(instance.nodes)} nodes together hold "
+                         f"at most {held} (sum of their throughput list lengths): no layout can serve it")
+    budget = max(min(0.1 * time_limit_s, 5.0), 0.5)
+    deadline = t0 + budget
+    chain, exhaustive = net.find_chain(oracle, 0.0, max_expansions=200_000)
+    if chain is None:
+        if exhaustive:
+            field = "max_pipeline_depth" if depth else "links"
+            extra = f" with at least ceil({L} / {depth}) layers per node" if depth else ""
+            raise InputError(field, f"no chain of linked nodes from source to sink can hold all {L} layers{extra} "
+                             "(exhaustive search over simple source-sink paths): no layout has positive flow")
+    else:
+        s = np.full(oracle.n, L - 1)
+        e = np.full(oracle.n, L)
+        pos = 0
+        for i, k in chain:
+            s[i], e[i] = pos, pos + k
+            pos += k
+        offer(oracle.layout(s, e), "network chain")
+    starts = []
+    got = net.chains_layout(oracle, deadline=deadline)
+    if got is not None:
+        offer(oracle.layout(*got), "network chains")
+        starts.append(got)
+    if not exact:
+        for value, s, e in net.trunk_layouts(oracle, deadline=deadline + budget):
+            offer(oracle.layout(s, e), "network trunk")
+            starts.append((s, e))
+    cut, info = net.link_cut_bound(oracle)
+    bounds["network_upper_bound"] = net.network_bound(oracle)
+    if math.isfinite(cut):
+        bounds["link_cut_upper_bound"] = cut
+        bounds["link_cut"] = info
+    return starts
+
+
+def _network_search(instance, oracle, starts, best_layout, t0, time_limit_s, offer, seed):
+    """Local search from the best layout and the best constructions, then ruin-and-recreate;
+    every improvement is offered (and so traced). Takes about half of the time that is left."""
+    left = time_limit_s - (time.perf_counter() - t0)
+    budget = 0.75 * left if left > 20 else 0.8 * left - 0.5
+    if budget <= 0.2:
+        return
+    end = time.perf_counter() + budget
+    s, e = oracle.arrays(best_layout)
+    seeds = [(s, e)] + [st for st in starts[:2]]
+
+    def improved(s2, e2, _v):
+        offer(oracle.layout(s2, e2), "network local search")
+
+    share = 0.6 * budget / len(seeds)
+    best = None
+    for j, (s0, e0) in enumerate(seeds):
+        got = net.local_search(oracle, s0, e0, deadline=min(end, time.perf_counter() + share), seed=seed + j,
+                               on_improve=improved)
+        if best is None or got[2] > best[2]:
+            best = got
+    if best is not None and time.perf_counter() < end:
+        net.ruin_recreate(oracle, best[0], best[1], deadline=end, seed=seed,
+                          on_improve=lambda s2, e2, v: offer(oracle.layout(s2, e2), "network ruin-recreate"))
 
 
 def _outcome(layout, value, upper, status, method, seconds, first_layout_s, proof, bounds, baselines, trace, calls):

@@ -114,17 +114,23 @@ def test_generator_is_deterministic_and_valid():
 
 
 @pytest.mark.parametrize("num_layers,thr,source_cap,expected", [
-    (4, [5, 3], 9, 0.0),      # the only node holds at most 2 of 4 layers: no path
-    (1, [5, 3, 2], 9, 5.0),   # throughput list longer than the model: clipped to L
-    (2, [5, 3], 0, 0.0),      # zero-capacity source link
+    (4, [5, 3], 9, "num_layers"),  # the only node holds at most 2 of 4 layers: no layout serves the model
+    (1, [5, 3, 2], 9, 5.0),        # throughput list longer than the model: clipped to L
+    (2, [5, 3], 0, "links"),       # zero-capacity source link: no path carries flow
 ])
 def test_degenerate_instances(num_layers, thr, source_cap, expected):
+    from servopt.errors import InputError
     from servopt.kinds import layer_placement as kind
 
     data = {"kind": "layer_placement", "num_layers": num_layers,
             "nodes": [{"id": "a", "throughput_tokens_per_s": thr}],
             "links": [{"from": "source", "to": "a", "tokens_per_s": source_cap}, {"from": "a", "to": "sink", "tokens_per_s": 9}]}
     inst = kind.load(data)
+    if isinstance(expected, str):  # impossible: an error naming the field, never "optimal 0"
+        with pytest.raises(InputError) as err:
+            kind.solve(inst, time_limit_s=5, options={})
+        assert err.value.field == expected
+        return
     result = kind.solve(inst, time_limit_s=5, options={})
     assert result["status"] == "optimal" and result["objective"] == expected and result["bound"] == expected
     assert kind.check(inst, result) == []

@@ -111,6 +111,11 @@ def _run_instance(args, data) -> int:
     from servopt import kinds
     from servopt.commands._common import emit
 
+    module = kinds.get(data.get("kind"))
+    if "layers" in data and callable(getattr(module, "simulate_result", None)):  # a result: simulate its plan
+        result = module.simulate_result(data, options=_kv(args.param, "--param"))
+        emit(result, module, args)
+        return 0
     module, instance = kinds.load_instance(data)
     if not callable(getattr(module, "simulate", None)):
         raise InputError("kind", f"'{module.KIND}' instances have no online policies to simulate")

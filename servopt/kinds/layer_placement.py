@@ -61,6 +61,10 @@ def solve(instance: lpi.LayerPlacementInstance, *, time_limit_s: float, options:
     rel_gap = 1e-6 if rel_gap is None else float(rel_gap)
     if options.get("export"):
         _export(instance, formulation, options["export"])
+    depth = options.get("max_depth") or instance.max_pipeline_depth
+    if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 1):
+        raise InputError("max_depth", f"expected a positive integer, got {depth!r}")
+    instance = lpi.depth_bounded(instance, depth)
     starts = {}
     ref_layout = (instance.reference or {}).get("helix_layout")
     if options.get("start_from_reference") and isinstance(ref_layout, dict):
@@ -97,8 +101,110 @@ def solve(instance: lpi.LayerPlacementInstance, *, time_limit_s: float, options:
         "trace": outcome.trace,
         "milp_calls": outcome.milp_calls,
     }
+    details["pipeline_depth"] = pipeline_depth(ev.flows)
+    if depth:
+        details["max_pipeline_depth"] = depth
+    # the instance rides along, so that `servopt simulate RESULT.json` needs nothing else
+    details["instance"] = instance.to_dict()
     result = lpi.LayerPlacementResult(common, outcome.layout, list(ev.flows), ev.routing_weights, details).to_dict()
     return result
+
+
+def pipeline_depth(flows) -> int:
+    """The most nodes on one source -> sink path of a flow (flows of a layout form a DAG)."""
+    succ: dict[str, list[str]] = {}
+    for u, v, f in flows:
+        if f > 1e-9:
+            succ.setdefault(u, []).append(v)
+    memo: dict[str, int] = {}
+
+    def longest(u: str) -> int:
+        if u == lpi.SINK:
+            return 0
+        if u not in memo:
+            memo[u] = -1  # guard: a cycle cannot occur (layer ranges increase along every arc)
+            memo[u] = max((longest(v) for v in succ.get(u, [])), default=-1) + (0 if u == lpi.SOURCE else 1)
+        return memo[u]
+
+    return max(longest(lpi.SOURCE), 0)
+
+
+def _workload(options: dict):
+    from servopt.simulator.layer_pipeline import Workload
+
+    def num(key, default, cast):
+        value = options.get(key, default)
+        try:
+            value = cast(value)
+        except (TypeError, ValueError):
+            raise InputError(f"--param {key}", f"expected a number, got {value!r}") from None
+        if value < 0 or (cast is int and key != "seed" and value < 1):
+            raise InputError(f"--param {key}", f"out of range: {value!r}")
+        return value
+
+    return Workload(num_requests=num("num_requests", 200, int), prompt_tokens=num("prompt_tokens", 512, int),
+                    output_tokens=num("output_tokens", 64, int), rate_per_s=num("rate", 0.0, float),
+                    seed=num("seed", 0, int))
+
+
+def simulate_layout_result(instance, layout, routing_weights, options: dict | None = None) -> dict:
+    """Serving simulation of one layout (simulator/layer_pipeline.py) as result JSON."""
+    import time
+
+    from servopt.simulator.layer_pipeline import simulate_layout
+    from servopt.solvers.maxflow import evaluate_layout
+
+    options = dict(options or {})
+    cost = options.get("cost", "roofline")
+    if cost not in ("roofline", "throughput"):
+        raise InputError("--param cost", f"expected roofline or throughput, got {cost!r}")
+    ev = evaluate_layout(instance, layout)
+    if ev.value <= 0:
+        raise InputError("layers", "the layout carries no flow: there is nothing to simulate")
+    weights = routing_weights or ev.routing_weights
+    t0 = time.perf_counter()
+    sim = simulate_layout(instance, layout, weights, workload=_workload(options), cost=cost,
+                          llm=str(options.get("llm", "llama-2-70b")))
+    out = {"kind": KIND, "status": "feasible", "objective": sim.decode_throughput_tokens_per_s,
+           "objective_name": "decode_throughput_tokens_per_s", "bound": None, "gap": None,
+           "solve_seconds": round(time.perf_counter() - t0, 4), "solver": None, "method": "layer_pipeline simulation",
+           "max_flow_tokens_per_s": ev.value, "pipeline_depth": pipeline_depth(ev.flows),
+           "layers": layout.to_dict(), "flows": [{"from": u, "to": v, "tokens_per_s": f} for u, v, f in ev.flows],
+           "routing_weights": weights, "simulation": sim.to_dict()}
+    return out
+
+
+def simulate(instance: lpi.LayerPlacementInstance, *, policy: str, options: dict | None = None) -> dict:
+    """Simulate serving a layout of ``instance``: ``policy`` = ``reference`` (Helix's published
+    layout, ``reference.helix_layout``) or ``solve`` (our layout, ``--param time_limit=S``)."""
+    options = dict(options or {})
+    if policy == "reference":
+        raw = (instance.reference or {}).get("helix_layout")
+        if not isinstance(raw, dict):
+            raise InputError("reference.helix_layout", "this instance ships no published layout to simulate")
+        layout = lpi.layout_from_dict(instance, raw, "reference.helix_layout")
+        return simulate_layout_result(instance, layout, None, options)
+    if policy == "solve":
+        limit = float(options.pop("time_limit", 30.0))
+        if not limit > 0:
+            raise InputError("--param time_limit", "must be positive")
+        result = solve(instance, time_limit_s=limit, options={"max_depth": options.pop("max_depth", None)})
+        return simulate_result(result, options)
+    raise InputError("--policy", f"unknown policy '{policy}' for layer_placement (known: reference, solve)")
+
+
+def simulate_result(result: dict, options: dict | None = None) -> dict:
+    """``servopt simulate RESULT.json``: the layout of a layer_placement result, served."""
+    if not isinstance(result.get("instance"), dict):
+        raise InputError("instance", "this result carries no instance (results of servopt solve do)")
+    instance = lpi.instance_from_dict(result["instance"])
+    layout = lpi.layout_from_dict(instance, result.get("layers"), "layers")
+    bad = lpi.layout_violations(instance, layout)
+    if bad:
+        raise InputError("layers", bad[0])
+    out = simulate_layout_result(instance, layout, result.get("routing_weights"), options)
+    out["solved_objective"] = result.get("objective")
+    return out
 
 
 def _export(instance, formulation, path):
@@ -113,6 +219,9 @@ def _export(instance, formulation, path):
 def check(instance: lpi.LayerPlacementInstance, result: dict) -> list[str]:
     from servopt.analysis.layer_check import check as layer_check
 
+    depth = result.get("max_pipeline_depth")
+    if isinstance(depth, int) and not isinstance(depth, bool) and depth >= 1:
+        instance = lpi.depth_bounded(instance, depth)
     return layer_check(instance, result)
 
 
@@ -125,6 +234,9 @@ def render(result: dict, console) -> None:
     def num(x, fmt="{:,.2f}"):
         return "-" if x is None else fmt.format(x)
 
+    if isinstance(result.get("simulation"), dict):
+        _render_simulation(result, console)
+        return
     gap = result.get("gap")
     console.print(
         f"layer_placement: status {result.get('status')}, throughput {num(result.get('objective'))} tokens/s, "
@@ -159,6 +271,27 @@ def render(result: dict, console) -> None:
     for name, row in (result.get("baselines") or {}).items():
         bl.add_row(f"baseline: {name}", num(row.get("objective")))
     console.print(bl)
+
+
+def _render_simulation(result: dict, console) -> None:
+    from rich.table import Table
+
+    sim = result["simulation"]
+
+    def ms(d, key):
+        v = d.get(key)
+        return "-" if v is None else f"{v:,.1f}"
+
+    console.print(f"layer_placement serving simulation: decode throughput {sim['decode_throughput_tokens_per_s']:,.1f} "
+                  f"tokens/s (max flow {result.get('max_flow_tokens_per_s', 0):,.1f}); {sim['completed']} requests, "
+                  f"{sim['num_paths']} distinct paths of {sim['mean_path_nodes']:.1f} nodes on average "
+                  f"(deepest flow path {result.get('pipeline_depth')}); cost model {sim['cost']}")
+    table = Table(title="latency (ms)")
+    for col in ("metric", "mean", "p50", "p90", "p99"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for name in ("ttft_ms", "tpot_ms"):
+        table.add_row(name.split("_")[0].upper(), *(ms(sim[name], k) for k in ("mean", "p50", "p90", "p99")))
+    console.print(table)
 
 
 def _shipped(name: str) -> dict:
