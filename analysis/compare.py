@@ -42,7 +42,7 @@ class Comparison:
     warm_start: dict
     rows: list[PolicyRow]
     bound_source: str | None = None
-    formulation: str = "time-indexed"
+    formulation: str = "auto"
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -63,23 +63,29 @@ def _ratio(num, den):
 
 def compare_kv_schedule(instance: KVScheduleInstance, policies: list[str], *, time_limit_s: float,
                         rel_gap: float = 1e-4, policy_params: dict | None = None,
-                        formulation: str = "time-indexed") -> Comparison:
+                        formulation: str = "auto") -> Comparison:
     from servopt.analysis.kv_check import check_result
     from servopt.analysis.kv_optimum import formulation_module, solve_optimum
-    from servopt.simulator.kv_rounds import PolicyLivelock, make_policy, simulate_rounds
+    from servopt.simulator.kv_rounds import PolicyLivelock, PolicyTimeUp, make_policy, simulate_rounds
 
     policy_params = policy_params or {}
     for name in policies:  # fail on a bad name before the (long) solve
         make_policy(name, **policy_params.get(name, {}))
     formulation_module(formulation)
-    opt = solve_optimum(instance, time_limit_s=time_limit_s, rel_gap=rel_gap, formulation=formulation)
+    started = time.perf_counter()
+    # the optimum gets 70 % of the limit and the policies the rest, so the whole comparison keeps it
+    opt = solve_optimum(instance, time_limit_s=0.7 * time_limit_s, rel_gap=rel_gap, formulation=formulation)
+    deadline = started + time_limit_s
     rows = []
     for name in policies:
         t0 = time.perf_counter()
         try:
-            sched = simulate_rounds(instance, name, **policy_params.get(name, {}))
+            sched = simulate_rounds(instance, name, deadline=deadline, **policy_params.get(name, {}))
         except PolicyLivelock:
             rows.append(PolicyRow(name, "livelock", None, None, None, None, time.perf_counter() - t0))
+            continue
+        except PolicyTimeUp:
+            rows.append(PolicyRow(name, "time_limit", None, None, None, None, time.perf_counter() - t0))
             continue
         seconds = time.perf_counter() - t0
         cost = sched.objective_value(instance)

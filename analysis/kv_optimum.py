@@ -46,13 +46,16 @@ class OptimumResult:
     lp_relaxation: bool = False
     formulation: str = "time-indexed"
     bound_source: str | None = None  # "solver" (HiGHS dual bound) or "volume" (analysis/kv_bounds.py)
+    method: str | None = None  # set when ``auto`` chose the method: "auto:<method>"
+    notes: list = field(default_factory=list)  # what was left out or fallen back on, and why
 
     def to_dict(self, instance: KVScheduleInstance) -> dict:
+        derived = self.formulation if self.formulation in ("branch-and-bound", "policies+bounds") else (
+            ("ip" if not self.lp_relaxation else "lp_relaxation") + (
+                f"[{self.formulation}]" if self.formulation != "time-indexed" else ""))
         out = {
             "kind": "kv_schedule",
-            "method": "branch-and-bound" if self.formulation == "branch-and-bound" else (
-                ("ip" if not self.lp_relaxation else "lp_relaxation") + (
-                    f"[{self.formulation}]" if self.formulation != "time-indexed" else "")),
+            "method": self.method or derived,
             "objective_name": instance.objective,
             "status": self.status,
             "objective": self.objective,
@@ -68,6 +71,7 @@ class OptimumResult:
             "build_seconds": round(self.build_seconds, 4),
             "warm_start": self.warm_start,
             "model_size": self.model_size,
+            "notes": list(self.notes),
         }
         out["requests"] = self.schedule.to_dict()["requests"] if self.schedule is not None else []
         return out
@@ -83,17 +87,93 @@ def _integral(instance: KVScheduleInstance) -> bool:
         float(r.weight).is_integer() for r in instance.requests)
 
 
-def best_policy_schedule(instance: KVScheduleInstance, policies=("mc-sf", "fcfs")):
-    """The cheapest schedule among ``policies`` (name, schedule, cost); lengths as the instance says."""
-    from servopt.simulator.kv_rounds import simulate_rounds
+def best_policy_schedule(instance: KVScheduleInstance, policies=("mc-sf", "fcfs"), *, deadline: float | None = None):
+    """The cheapest schedule among ``policies`` (name, schedule, cost); lengths as the instance says.
+
+    ``deadline`` (a ``time.perf_counter()`` value): a policy still running then is dropped; if none
+    finished, the serial schedule (one request at a time in arrival order, always feasible since
+    every request fits alone) stands in, named ``serial``."""
+    from servopt.simulator.kv_rounds import PolicyTimeUp, simulate_rounds
 
     best = None
     for name in policies:
-        sched = simulate_rounds(instance, name)
+        try:
+            sched = simulate_rounds(instance, name, deadline=deadline)
+        except PolicyTimeUp:
+            continue
         cost = sched.objective_value(instance)
         if best is None or cost < best[2]:
             best = (name, sched, cost)
+    if best is None:
+        sched = serial_schedule(instance)
+        best = ("serial", sched, sched.objective_value(instance))
     return best
+
+
+def serial_schedule(instance: KVScheduleInstance) -> KVSchedule:
+    """Requests one at a time in (arrival, position) order: feasible because each fits alone."""
+    from servopt.instances.kv_schedule import ScheduledRequest
+
+    reqs = instance.requests
+    start = [0] * len(reqs)
+    free_at = 0
+    for i in sorted(range(len(reqs)), key=lambda i: (reqs[i].arrival, i)):
+        start[i] = max(int(reqs[i].arrival), free_at)
+        free_at = start[i] + reqs[i].output_tokens
+    rows = tuple(ScheduledRequest(r.id, int(r.arrival), p, p + r.output_tokens) for r, p in zip(reqs, start))
+    return KVSchedule(rows, objective_name=instance.objective, method="serial")
+
+
+# ``auto`` (the default method of ``servopt solve`` and ``compare``): the exact branch-and-bound up to
+# this many requests, where it proves paper-size instances (n = 40-60) in seconds to minutes and its
+# heuristics and root LP stay within the limit (the LP is built only when affordable, see
+# solvers/kv_schedule_bnb.node_lp_affordable); above it, the online policies and the combinatorial
+# bounds, which take O(n log n) per round and a few MB: n = 5,000 in about a second
+# (benchmarks/limits.py prints the measured table).
+AUTO_BNB_MAX_REQUESTS = 200
+
+
+def solve_auto(instance: KVScheduleInstance, *, time_limit_s: float, improve_seconds: float = 0.0) -> OptimumResult:
+    """The strongest method for the instance's size, chosen before anything is built."""
+    if instance.n <= AUTO_BNB_MAX_REQUESTS:
+        res = _solve_branch_and_bound(instance, time_limit_s=time_limit_s, warm_start_policies=("mc-sf", "fcfs"),
+                                      improve_seconds=improve_seconds)
+        res.method = "auto:branch-and-bound"
+        return res
+    res = solve_policies_and_bounds(instance, time_limit_s=time_limit_s)
+    res.method = "auto:policies+bounds"
+    res.notes.insert(0, f"{instance.n} requests > {AUTO_BNB_MAX_REQUESTS}: the exact search and the MIP would not fit "
+                        "the time and memory limits, so the best online policy's schedule is reported with the "
+                        "combinatorial lower bounds")
+    return res
+
+
+def solve_policies_and_bounds(instance: KVScheduleInstance, *, time_limit_s: float,
+                              policies=("mc-sf", "fcfs")) -> OptimumResult:
+    """The best of ``policies`` (each dropped if it passes 80 % of the limit) and the larger of the
+    volume bound (analysis/kv_bounds.py) and, for total latency, the chain bound
+    (solvers/kv_schedule_certify.py). Proven optimal only when the bound meets the schedule."""
+    from servopt.analysis.kv_bounds import volume_lower_bound
+    from servopt.models.kv_schedule import proven_horizon
+    from servopt.solvers.kv_schedule_certify import chain_lower_bound
+
+    t0 = time.perf_counter()
+    name, sched, cost = best_policy_schedule(instance, policies, deadline=t0 + 0.8 * time_limit_s)
+    bound, source = float(volume_lower_bound(instance)), "volume"
+    chain = chain_lower_bound(instance)
+    if chain is not None and chain > bound:
+        bound, source = float(chain), "chain"
+    if _integral(instance):
+        bound = float(math.ceil(bound - 1e-6))
+    bound = min(bound, cost)
+    status = "optimal" if bound >= cost - 1e-9 else "time_limit"
+    from servopt.solvers.highs import relative_gap
+
+    notes = [] if name != "serial" else ["no policy finished within the limit: the serial schedule stands in"]
+    return OptimumResult(sched, status, cost, bound, relative_gap(cost, bound, "min"), time.perf_counter() - t0,
+                         "servopt-policies", None, None, proven_horizon(instance), True,
+                         {"policy": name, "objective": cost, "accepted": True, "used_as_cutoff": False}, {}, 0.0,
+                         formulation="policies+bounds", bound_source=source, notes=notes)
 
 
 def formulations() -> dict[str, str]:
@@ -109,8 +189,11 @@ def formulations() -> dict[str, str]:
             module = importlib.import_module(f"servopt.models.{info.name}")
             for name in getattr(module, "FORMULATIONS", ()):
                 out.setdefault(name, module.__name__)
-    # a method without a Pyomo model: the exact combinatorial search (solvers/kv_schedule_bnb.py)
+    # methods without a Pyomo model: the exact combinatorial search (solvers/kv_schedule_bnb.py), the
+    # policies with combinatorial bounds, and auto, which picks one of them by size (solve_auto)
     out.setdefault("branch-and-bound", "servopt.solvers.kv_schedule_bnb")
+    out.setdefault("policies+bounds", "servopt.analysis.kv_optimum")
+    out.setdefault("auto", "servopt.analysis.kv_optimum")
     return out
 
 
@@ -140,6 +223,14 @@ def solve_optimum(instance: KVScheduleInstance, *, time_limit_s: float, rel_gap:
     from servopt.models import kv_schedule as reference
     from servopt.solvers.highs import relative_gap, solve
 
+    if formulation == "policies+bounds":
+        return solve_policies_and_bounds(instance, time_limit_s=time_limit_s)
+    if formulation == "auto":
+        if relax or horizon is not None:
+            from servopt.errors import InputError
+
+            raise InputError("--formulation", "auto picks an exact method; name a formulation for --relax or --horizon")
+        return solve_auto(instance, time_limit_s=time_limit_s, improve_seconds=improve_seconds)
     model_mod = formulation_module(formulation)
     if formulation == "branch-and-bound":
         if relax or horizon is not None:
@@ -231,4 +322,4 @@ def _solve_branch_and_bound(instance: KVScheduleInstance, *, time_limit_s: float
                            **({"lp_policy": lp_policy} if lp_policy else {}), **(options or {}))
     return OptimumResult(res.schedule, res.status, res.objective, res.bound, res.gap, time.perf_counter() - t0,
                          "servopt-bnb", res.search_seconds, res.nodes, res.horizon, True, warm_info, {},
-                         0.0, formulation="branch-and-bound", bound_source="branch-and-bound")
+                         0.0, formulation="branch-and-bound", bound_source="branch-and-bound", notes=list(res.notes))

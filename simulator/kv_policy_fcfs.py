@@ -24,5 +24,10 @@ class FCFS:
         return newest_start_first(view)
 
 
+def static_priority(request, position: int) -> tuple:
+    """The fixed order ``admit`` ranks waiting requests by (kv_rounds.simulate_static_priority)."""
+    return (request.arrival, position)
+
+
 def make():
     return FCFS()

@@ -27,5 +27,10 @@ class MCSF:
         return newest_start_first(view)
 
 
+def static_priority(request, position: int) -> tuple:
+    """The fixed order ``admit`` ranks waiting requests by (kv_rounds.simulate_static_priority)."""
+    return (request.output_tokens_seen, request.arrival, position)
+
+
 def make():
     return MCSF()

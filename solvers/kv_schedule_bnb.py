@@ -283,6 +283,7 @@ class BnBResult:
     horizon: int
     heuristics: dict = field(default_factory=dict)
     deferral_prunes: int = 0  # nodes pruned by the justified-deferral rule (module docstring)
+    notes: list = field(default_factory=list)  # what the search left out to stay within its limits
 
     def to_dict(self, instance: KVScheduleInstance) -> dict:
         out = {
@@ -336,6 +337,13 @@ def _kernel_mode(engine: str, lp_policy: str, objective: str) -> str:
 
         if importlib.util.find_spec("numba") is None:  # a dependency, but keep working without it
             return "none"
+        from servopt.solvers import kv_schedule_bnb_kernel as kernel
+
+        if lp_policy in ("none", "root") and not kernel.compiled_on_disk():
+            # compiling takes 15-45 s, more than most limits: search in Python this time (same tree,
+            # ~25x fewer nodes per second) while a detached process compiles for the next solve
+            kernel.start_background_warm_up()
+            return "none"
     if lp_policy in ("none", "root"):
         return "all"
     if engine == "compiled":
@@ -346,6 +354,34 @@ def _kernel_mode(engine: str, lp_policy: str, objective: str) -> str:
 
 def _integral(instance: KVScheduleInstance) -> bool:
     return instance.objective in ("total_latency", "makespan") or all(float(r.weight).is_integer() for r in instance.requests)
+
+
+# Measured on the dev machine (2 cores; paper family, n = 60 and 200): building the aggregated-window
+# LP and its transposes costs 2-2.3e-6 s per estimated nonzero and ~200 bytes of resident memory.
+NODE_LP_SECONDS_PER_NONZERO = 3e-6
+NODE_LP_MAX_NONZEROS = 5_000_000  # ~1 GB resident: keeps every solve under the 2 GB ceiling
+
+
+def estimated_nonzeros(instance: KVScheduleInstance, cutoff: float) -> int:
+    """Nonzeros of the time-indexed model within the cut-off windows: each start column of request j
+    touches the o_j memory rows of its run. The aggregated models merge twins, so this is an upper
+    bound for them (measured: 0.4-1.0 of the real count for aggregated-window)."""
+    from servopt.models.kv_schedule import start_windows
+
+    _, _, windows = start_windows(instance, cutoff=cutoff)
+    return int(sum(max(0, hi - lo + 1) * r.output_tokens for (lo, hi), r in zip(windows, instance.requests)))
+
+
+def node_lp_affordable(instance: KVScheduleInstance, cutoff: float, seconds_left: float) -> tuple[bool, str]:
+    """Whether building the root LP fits in a quarter of the time left and under the memory ceiling;
+    decided before anything is built (a 200-request build took 16 s and 1.5 GB)."""
+    nonzeros = estimated_nonzeros(instance, cutoff)
+    if nonzeros > NODE_LP_MAX_NONZEROS:
+        return False, f"~{nonzeros:,} nonzeros exceed the memory ceiling of {NODE_LP_MAX_NONZEROS:,}"
+    if nonzeros * NODE_LP_SECONDS_PER_NONZERO > 0.25 * seconds_left:
+        return False, f"~{nonzeros:,} nonzeros would take ~{nonzeros * NODE_LP_SECONDS_PER_NONZERO:.1f} s to build, " \
+                      f"over a quarter of the {seconds_left:.1f} s left"
+    return True, ""
 
 
 def branch_and_bound(instance: KVScheduleInstance, *, time_limit_s: float, incumbent: KVSchedule | None = None,
@@ -417,10 +453,12 @@ def branch_and_bound(instance: KVScheduleInstance, *, time_limit_s: float, incum
     load = [0] * (H + 1)
     # cap[j][k-1] = most load the other requests may hold in the k-th round of j's run
     cap = [[M - s[j] - k for k in range(1, o[j] + 1)] for j in range(n)]
-    twin_before = []  # twins of j that come first in (arrival, index) order (module docstring, Symmetry)
-    for j in range(n):
-        key = (s[j], o[j], w[j])
-        twin_before.append([i for i in range(n) if (s[i], o[i], w[i]) == key and (a[i], i) < (a[j], j)])
+    twin_before = [[] for _ in range(n)]  # twins of j that come first in (arrival, index) order (module docstring, Symmetry)
+    twins_so_far: dict = {}
+    for j in sorted(range(n), key=lambda j: (a[j], j)):
+        earlier = twins_so_far.setdefault((s[j], o[j], w[j]), [])
+        twin_before[j] = list(earlier)
+        earlier.append(j)
     # candidates branch in this order at a decision round; longest first measured better (module docstring)
     order = sorted(range(n), key=lambda j: (-o[j] if candidate_order == "longest-first" else o[j], a[j], j))
     starts = [-1] * n
@@ -507,11 +545,16 @@ def branch_and_bound(instance: KVScheduleInstance, *, time_limit_s: float, incum
         raise InputError("candidate_order", f"unknown candidate order '{candidate_order}' (known: {', '.join(CANDIDATE_ORDERS)})")
     if lp_policy not in LP_POLICIES:
         raise InputError("lp_policy", f"unknown LP policy '{lp_policy}' (known: {', '.join(LP_POLICIES)})")
+    notes: list[str] = []
     if lp_policy != "none" and obj != "makespan" and n > 1:
-        try:
-            node_lp = _NodeLP(instance, cutoff=best_cost[0])
-        except InputError:
-            node_lp = None  # cut-off windows empty for some request: nothing can beat the incumbent
+        affordable, why = node_lp_affordable(instance, best_cost[0], time_limit_s - (time.perf_counter() - t0))
+        if not affordable:
+            notes.append(f"root LP skipped ({why}); the bound is the combinatorial one")
+        else:
+            try:
+                node_lp = _NodeLP(instance, cutoff=best_cost[0])
+            except InputError:
+                node_lp = None  # cut-off windows empty for some request: nothing can beat the incumbent
     memo: dict = {}
     stats = {"nodes": 0, "memo_hits": 0, "memo_size": 0, "unjustified": 0}
     # deferrals (j, t0) not yet blocked; only for objectives that an earlier finish strictly improves
@@ -662,6 +705,9 @@ def branch_and_bound(instance: KVScheduleInstance, *, time_limit_s: float, incum
                 waits[0].pop()
 
     mode = _kernel_mode(engine, lp_policy, obj)
+    if mode == "none" and engine == "auto" and lp_policy in ("none", "root"):
+        notes.append("searched in Python: the compiled search is not on disk yet (a background process compiles "
+                     "it for later solves)")
 
     all_req = set(range(n))
     e0 = {j: earliest(j, 0) for j in all_req}
@@ -718,4 +764,4 @@ def branch_and_bound(instance: KVScheduleInstance, *, time_limit_s: float, incum
                      solve_seconds=time.perf_counter() - t0, search_seconds=search_s, heuristic_seconds=heur_s,
                      nodes=stats["nodes"], memo_hits=stats["memo_hits"], incumbent_source=best_source[0],
                      deferral_prunes=stats["unjustified"],
-                     horizon=horizon, heuristics=tried)
+                     horizon=horizon, heuristics=tried, notes=notes)

@@ -573,3 +573,56 @@ def search(prep: dict, node: dict, *, best_cost: float, best_starts, deadline: f
             prep["offset"], prep["rc"], prep["suffix_min"], best, best_out, stats, deadline, memo_load, MEMO_PER_SET)
     return Outcome(float(best[0]), [int(p) for p in best_out], int(stats[0]), int(stats[1]), bool(stats[2] == 0),
                    float(best[1]), bool(stats[3]), int(stats[4]))
+
+
+def compiled_on_disk() -> bool:
+    """Whether numba's on-disk cache holds every function of this module, so that a call loads machine
+    code (about 1 s) instead of compiling it (15-45 s on a 2-core machine: longer than many time
+    limits). Reads numba's cache index files; if numba's internals differ, assume compiled."""
+    import os
+
+    try:
+        dispatchers = [f for f in globals().values() if hasattr(f, "_cache") and hasattr(f, "py_func")]
+        return all(os.path.exists(f._cache._cache_file._index_path) for f in dispatchers)
+    except AttributeError:
+        return True
+
+
+def warm_up() -> None:
+    """Compile every function on a tiny instance, which writes numba's on-disk cache."""
+    import servopt.solvers.kv_schedule_bnb as bnb
+    from servopt.instances.kv_schedule import KVScheduleInstance
+    from servopt.instances.requests import Request
+
+    requests = tuple(Request(f"r{i}", 0, 1, o) for i, o in enumerate((1, 2, 3)))
+    for objective in ("total_latency", "makespan"):
+        bnb.branch_and_bound(KVScheduleInstance(6, requests, objective), time_limit_s=600, heuristic_seconds=0.0,
+                             engine="compiled", lp_policy="none")
+
+
+def start_background_warm_up() -> bool:
+    """Compile the kernel in a detached process (it outlives the caller and writes the on-disk cache), at
+    most once per 10 minutes per cache folder; True if one was started."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    import hashlib
+
+    tag = hashlib.sha1(f"{__file__}|{os.environ.get('NUMBA_CACHE_DIR', '')}".encode()).hexdigest()[:12]
+    marker = os.path.join(tempfile.gettempdir(), f"servopt-bnb-warm-up-{tag}")
+    try:
+        if os.path.exists(marker) and time.time() - os.path.getmtime(marker) < 600:
+            return False
+        with open(marker, "w", encoding="utf-8") as fh:
+            fh.write(str(os.getpid()))
+        subprocess.Popen([sys.executable, "-m", "servopt.solvers.kv_schedule_bnb_kernel"], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        return True
+    except OSError:
+        return False
+
+
+if __name__ == "__main__":
+    warm_up()

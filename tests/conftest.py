@@ -20,3 +20,13 @@ def run_cli(capsys):
         return code, out, err
 
     return _run
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compiled_kv_search():
+    """Compile the KV branch-and-bound once before the tests (a fresh install has no numba cache; the
+    ``auto`` engine would otherwise search in Python until a background compile finishes)."""
+    from servopt.solvers import kv_schedule_bnb_kernel as kernel
+
+    if not kernel.compiled_on_disk():
+        kernel.warm_up()
