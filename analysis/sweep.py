@@ -348,19 +348,27 @@ class Progress:
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = enabled
         self.t0 = time.perf_counter()
+        self.first = None  # when the first cell of this run finished
         self.last = 0.0
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.show(force=True)
 
     def step(self, k: int = 1) -> None:
         self.done += k
+        if self.first is None:
+            self.first = time.perf_counter()
         self.show(force=self.done >= self.total)
 
     def line(self) -> str:
-        elapsed = time.perf_counter() - self.t0
+        now = time.perf_counter()
+        elapsed = now - self.t0
         fresh = self.done - self.cached
         left = self.total - self.done
-        eta = "--:--" if fresh == 0 else _clock(elapsed / fresh * left)
+        # the rate since the first finished cell: start-up (process spawn, JIT compilation) is not a cell's cost
+        if fresh >= 2:
+            eta = _clock((now - self.first) / (fresh - 1) * left)
+        else:
+            eta = "--:--" if fresh == 0 else _clock(elapsed * left)
         width = 24
         filled = int(width * self.done / self.total) if self.total else width
         bar = "#" * filled + "." * (width - filled)
