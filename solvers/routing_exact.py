@@ -41,6 +41,13 @@ at n <= 12 per part the combinatorial bounds were faster than building the LP, m
 per part of 10 requests). A part whose search hits the time limit contributes its bound to the
 lower DP and its incumbent to the upper DP, so the result stays valid (status ``time_limit``).
 
+Threshold. A part ``T`` on replica ``k`` matters only if ``OPT_c(T) <= theta = U - 1 - G_{-k}(all \ T)``
+(makespan: ``U - 1``). Its search starts from a *stand-in* incumbent of cost ``theta + 1`` (finish
+rounds with that objective, never returned as a schedule), so it prunes every node whose bound
+reaches ``theta + 1``: it either finds the part's optimum below ``theta + 1`` or proves
+``OPT_c(T) >= theta + 1``, which is then the part's lower value (the part is settled without a schedule).
+Each part's search is capped at a quarter of the time left, so one hard part cannot use the whole limit.
+
 Certificate: ``bound = F_K(all)`` on the lower values (exact, a part's search bound, or the lifted
 ``LB``), ``objective`` = the better of ``U`` and ``F_K(all)`` on the solved parts' schedules;
 ``optimal`` when they meet.
@@ -52,6 +59,7 @@ import time
 from dataclasses import dataclass, field
 
 from servopt.errors import InputError
+from servopt.instances.kv_schedule import KVSchedule, KVScheduleInstance, ScheduledRequest
 from servopt.instances.routing import RoutingInstance, RoutingSchedule, make_schedule
 
 MAX_EXACT_N = 12
@@ -80,37 +88,36 @@ def _combine(objective):
     return (lambda x, y: x if x > y else y) if objective == "makespan" else (lambda x, y: x + y)
 
 
-def subset_dp(values: list[list[float]], n: int, objective: str, with_choice: bool = False):
+def subset_dp(values, n: int, objective: str, with_choice: bool = False):
     """``F_K`` of the module docstring over every subset; ``values[k][T]`` per replica ``k``.
 
-    Returns the table ``F`` (and the per-replica choice tables to rebuild an argmin partition)."""
-    comb = _combine(objective)
+    Returns the table ``F`` (and the per-replica choice tables to rebuild an argmin partition).
+    Vectorised per part ``T``: every ``S = T | U`` with ``U`` disjoint from ``T`` at once (3^n pairs in all)."""
+    import numpy as np
+
     full = 1 << n
-    F = [0.0] + [INF] * (full - 1)
+    masks = np.arange(full, dtype=np.int64)
+    F = np.full(full, INF)
+    F[0] = 0.0
     choices = []
     for V in values:
-        G = [INF] * full
-        choice = [0] * full if with_choice else None
-        for S in range(full):
-            best, arg = INF, 0
-            T = S
-            while True:
-                v = V[T]
-                if v < INF:
-                    f = F[S ^ T]
-                    if f < INF:
-                        c = comb(f, v)
-                        if c < best:
-                            best, arg = c, T
-                if T == 0:
-                    break
-                T = (T - 1) & S
-            G[S] = best
-            if with_choice:
-                choice[S] = arg
+        V = np.asarray(V, dtype=float)
+        G = np.full(full, INF)
+        choice = np.zeros(full, dtype=np.int64)
+        for T in np.nonzero(np.isfinite(V))[0]:
+            U = masks[(masks & T) == 0]
+            f = F[U]
+            keep = np.isfinite(f)
+            U, f = U[keep], f[keep]
+            cand = np.maximum(f, V[T]) if objective == "makespan" else f + V[T]
+            S = U | T
+            better = cand < G[S]
+            G[S[better]] = cand[better]
+            choice[S[better]] = T
         F = G
         choices.append(choice)
-    return (F, choices) if with_choice else F
+    F = F.tolist()
+    return (F, [c.tolist() for c in choices]) if with_choice else F
 
 
 def _partition(choices, n: int) -> list[int]:
@@ -138,8 +145,44 @@ def _volume_bound(a, s, o, M, members, objective) -> float:
     return float(total - sum(a[i] for i in members))
 
 
+_THRESHOLD = "threshold"
+
+
+def _threshold_schedule(sub: KVScheduleInstance, cost: float) -> KVSchedule:
+    """A stand-in incumbent of objective exactly ``cost`` (not a feasible schedule: it is never returned as one).
+
+    The one-replica search prunes every node whose bound reaches its incumbent's cost; started from this
+    stand-in it either finds a schedule below ``cost`` (then optimal for the part) or proves that none
+    exists, so ``OPT >= cost``. ``cost`` exceeds the part's lower bound, so every start below is >= arrival."""
+    reqs = sub.requests
+    starts = [int(r.arrival) for r in reqs]
+    if sub.objective == "makespan":
+        starts[0] = int(cost) - reqs[0].output_tokens
+    else:
+        starts[0] += int(cost) - sum(r.output_tokens for r in reqs)
+    rows = tuple(ScheduledRequest(r.id, int(r.arrival), p, p + r.output_tokens) for r, p in zip(reqs, starts))
+    return KVSchedule(rows, objective_name=sub.objective, method="threshold")
+
+
+def _chain_bound(a, s, o, M, members) -> float:
+    """The chain bound of solvers/kv_schedule_certify.py (``chain_lower_bound``, proved there) for
+    requests ``members`` on one replica of memory ``M``: big requests (``2 (s_i + o_i) > M``) finish one
+    after another up to their head-rooms (the first no earlier than the big ones' first arrival ``e_min``,
+    as kv_schedule_bnb's residual form), the others wait at least their own length."""
+    s_min = min(s[i] for i in members)
+    big = [i for i in members if 2 * (s[i] + o[i]) > M]
+    head = {i: max(0, M - s[i] - o[i] - s_min) for i in big}
+    x = sorted(o[i] - head[i] for i in big)
+    b = len(x)
+    if not big:
+        return float(sum(o[i] for i in members))
+    e_min = min(a[i] for i in big)  # the first big finisher starts no earlier (kv_schedule_bnb's shift)
+    return float(b * e_min + sum(head.values()) + sum((b - m) * x[m] for m in range(b)) - sum(a[i] for i in big)
+                 + sum(o[i] for i in members if i not in head))
+
+
 def solve_exact(instance: RoutingInstance, *, time_limit_s: float, incumbents: dict[str, RoutingSchedule] | None = None,
-                part_lp_policy: str = "none") -> ExactResult:
+                part_lp_policy: str = "none", improve_seconds: float = 1.0) -> ExactResult:
     """The exact method of the module docstring; ``incumbents``: feasible schedules to start from."""
     from servopt.solvers.kv_schedule_bnb import branch_and_bound
 
@@ -169,6 +212,14 @@ def solve_exact(instance: RoutingInstance, *, time_limit_s: float, incumbents: d
             nonpre = make_schedule(instance, sch.replica_index(instance), sch.starts(instance), method=f"incumbent:{name}")
             best_cost, best_sched, best_src = c, nonpre, name
 
+    if best_sched is not None and improve_seconds > 0 and n > 1:
+        from servopt.solvers.routing_search import improve
+
+        better, _ = improve(instance, best_sched, seconds=min(improve_seconds, 0.2 * time_limit_s))
+        c = better.objective_value(instance)
+        if c < best_cost - 1e-9:
+            best_cost, best_sched, best_src = c, better, "routing-search"
+
     # LB_c(T), lifted along subsets (masks increase numerically, so T \ {i} comes first)
     lower = [[0.0] * full for _ in range(C)]
     members_of = [[i for i in range(n) if T >> i & 1] for T in range(full)]
@@ -180,6 +231,8 @@ def solve_exact(instance: RoutingInstance, *, time_limit_s: float, incumbents: d
                 L[T] = INF
                 continue
             v = _volume_bound(a, s, o, mems[c], mem, obj)
+            if obj == "total_latency" and len(mem) > 1:
+                v = max(v, _chain_bound(a, s, o, mems[c], mem))
             for i in mem:
                 u = L[T ^ (1 << i)]
                 lifted = u + o[i] if obj != "makespan" else max(u, a[i] + o[i])
@@ -215,7 +268,7 @@ def solve_exact(instance: RoutingInstance, *, time_limit_s: float, incumbents: d
                     if lower[c][T] < INF and T not in exact[c] and promising(c, T)),
                    key=lambda ct: (bin(ct[1]).count("1"), ct[1], ct[0]))
     parts_total = sum(1 for c in range(C) for T in range(1, full) if lower[c][T] < INF)
-    solved = pruned = 0
+    solved = pruned = pruned_by_search = unresolved = 0
     timed_out = False
     size_now = 0
 
@@ -265,25 +318,31 @@ def solve_exact(instance: RoutingInstance, *, time_limit_s: float, incumbents: d
             timed_out = True
             break
         sub = instance.replica_instance(cls.index(c), members_of[T])
-        res = branch_and_bound(sub, time_limit_s=left, heuristic_seconds=0.0, lp_policy=part_lp_policy)
+        # the part matters only below theta + 1 (module docstring, "Threshold"): a stand-in incumbent of that cost
+        theta = None
+        if best_cost < INF:
+            theta = best_cost - 1 - (rest[c][ALL ^ T] if obj != "makespan" else 0.0)
+        stand_in = _threshold_schedule(sub, theta + 1) if theta is not None else None
+        cap = max(0.5, left / 4)  # one hard part must not eat the whole limit
+        res = branch_and_bound(sub, time_limit_s=min(left, cap), heuristic_seconds=0.0, lp_policy=part_lp_policy,
+                               incumbent=stand_in, incumbent_source=_THRESHOLD)
         lower[c][T] = max(lower[c][T], res.bound)
-        upper[c][T] = res.objective
-        exact[c][T] = (res.objective, res.bound, res.schedule)
         solved += 1
+        if res.incumbent_source == _THRESHOLD:
+            pruned_by_search += 1  # nothing below theta + 1: res.bound is a valid bound, no schedule
+        else:
+            upper[c][T] = res.objective
+            exact[c][T] = (res.objective, res.bound, res.schedule)
         if res.status != "optimal":
-            timed_out = True
-            break
+            unresolved += 1
     if any(exact[cc] for cc in range(C)):
         refresh_incumbent()
     if best_sched is None:
         raise InputError("incumbents", "the exact method needs a starting schedule when it cannot finish")
-    if timed_out:
-        F_low = subset_dp([lower[cls[k]] for k in range(K)], n, obj)
-        bound = min(F_low[ALL], best_cost)
-    else:
-        # every partition cheaper than U uses only parts that passed every test, all solved exactly, so the
-        # upper DP found it: the incumbent is optimal (module docstring)
-        bound = best_cost
+    # ``lower`` holds a valid bound for every part, so this DP bounds every partition; when every candidate
+    # was settled it meets the incumbent (module docstring, "Certificate")
+    F_low = subset_dp([lower[cls[k]] for k in range(K)], n, obj)
+    bound = min(F_low[ALL], best_cost)
     if integral and bound < INF:
         bound = float(math.ceil(bound - 1e-6))
     bound = min(bound, best_cost)
@@ -291,4 +350,5 @@ def solve_exact(instance: RoutingInstance, *, time_limit_s: float, incumbents: d
     return ExactResult(status=status, objective=best_cost, bound=bound, schedule=best_sched,
                        solve_seconds=time.perf_counter() - t0, parts_solved=solved, parts_pruned=pruned,
                        parts_total=parts_total, incumbent_source=best_src,
-                       stats={"candidates": len(cands), "classes": C})
+                       stats={"candidates": len(cands), "classes": C, "settled_by_threshold": pruned_by_search,
+                              "parts_unresolved": unresolved, "stopped_early": timed_out})

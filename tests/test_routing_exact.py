@@ -66,6 +66,26 @@ def test_exact_equals_assignment_enumeration(seed, n, mems, objective):
         assert check_result(inst, _result(inst, res.schedule, res.objective, res.bound)) == []
 
 
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), horizon=st.integers(1, 8), objective=st.sampled_from(["total_latency", "makespan"]))
+def test_exact_equals_enumeration_with_spread_arrivals_and_big_requests(seed, horizon, objective):
+    # outputs up to the memory: many requests are "big" (2 (s + o) > M), where the chain bound prunes
+    inst = R.RoutingInstance.from_dict(R.synthetic(seed, n=5, memories=(7, 10), prompt_max=3, output_max=7,
+                                                   arrival_horizon=horizon, objective=objective))
+    res = solve_exact(inst, time_limit_s=60, incumbents=run_all(inst))
+    assert res.status == "optimal"
+    assert res.objective == assignment_oracle(inst)
+
+
+@pytest.mark.parametrize("seed,horizon", [(33, 4), (84, 8), (92, 4)])
+def test_exact_on_instances_where_a_bound_ignoring_arrivals_would_cut_the_optimum(seed, horizon):
+    # found by mutation: a chain bound without its arrival terms returns 30, 22, 23 here
+    inst = R.RoutingInstance.from_dict(R.synthetic(seed, n=5, memories=(7, 10), prompt_max=3, output_max=7,
+                                                   arrival_horizon=horizon))
+    res = solve_exact(inst, time_limit_s=60, incumbents=run_all(inst))
+    assert res.objective == assignment_oracle(inst) == {33: 29, 84: 21, 92: 22}[seed]
+
+
 def test_exact_restricts_requests_to_replicas_where_they_fit():
     # r0 needs 9 tokens: only the big replica can take it
     data = {"kind": "routing", "replicas": [{"id": "small", "memory_tokens": 5}, {"id": "big", "memory_tokens": 9}],
