@@ -316,7 +316,7 @@ def _generic_rows(cell: dict, data: dict) -> tuple[list[dict], dict]:
 
 def run_cell(cell: dict) -> dict:
     """Solve one cell; a plain, picklable dict (``rows`` per policy), or ``error`` with the reason."""
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     key = cell_key(cell)
     try:
         if "instance_file" in cell:
@@ -335,7 +335,7 @@ def run_cell(cell: dict) -> dict:
             "seed": seed}
     rows = [{c: {**meta, **r}.get(c) for c in COLUMNS} for r in rows]
     return {"key": key, "cell": cell, "instance": data, "optimum": optimum, "rows": rows,
-            "cell_seconds": round(time.perf_counter() - t0, 4)}
+            "cell_seconds": round(time.perf_counter() - t0, 4), "cpu_seconds": round(time.process_time() - cpu0, 4)}
 
 
 # ---- progress ---------------------------------------------------------------------------------------
@@ -411,6 +411,8 @@ class SweepResult:
     cells_run: int
     wall_seconds: float
     runner: str
+    cpu_seconds: float | None = None  # CPU time of the cells that recorded it (cached ones included)
+    cpu_cells: int = 0  # how many cells recorded their CPU time
 
     def to_dataframe(self):
         import pandas as pd
@@ -426,6 +428,7 @@ class SweepResult:
             "kind": "sweep", "name": self.name, "out_dir": self.out_dir, "runner": self.runner,
             "cells": self.cells_total, "cells_cached": self.cells_cached, "cells_run": self.cells_run,
             "cells_failed": len(self.errors), "rows": len(self.rows), "wall_seconds": round(self.wall_seconds, 2),
+            "cpu_seconds": None if self.cpu_seconds is None else round(self.cpu_seconds, 1), "cpu_cells": self.cpu_cells,
             "instances_proven": int(frame.drop_duplicates("key")["proven"].astype(bool).sum()) if len(frame) else 0,
             "instances": int(frame["key"].nunique()) if len(frame) else 0,
             "ratios": _records(table) if table is not None else [],
@@ -497,7 +500,9 @@ def run_sweep(config: SweepConfig, out_dir: str | os.PathLike, *, workers: int =
                 done(run_cell(cell))
     wall = time.perf_counter() - t0
     rows = [row for k in keys if k in outcomes for row in outcomes[k]["rows"]]
-    result = SweepResult(config.name, str(out), rows, errors, len(cells), cached, len(pending) - len(errors), wall, runner)
+    cpu = [outcomes[k]["cpu_seconds"] for k in keys if k in outcomes and outcomes[k].get("cpu_seconds") is not None]
+    result = SweepResult(config.name, str(out), rows, errors, len(cells), cached, len(pending) - len(errors), wall, runner,
+                         sum(cpu) if cpu else None, len(cpu))
     frame = result.to_dataframe()
     frame.to_csv(out / "results.csv", index=False)
     try:

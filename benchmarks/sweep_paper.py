@@ -70,7 +70,8 @@ def main(argv=None) -> int:
                      "cells_cached": summary["cells_cached"], "failed": summary["cells_failed"],
                      "wall_seconds": round(time.perf_counter() - t0, 1), "workers": args.workers,
                      "runner": summary["runner"], "load_before": round(load0, 2), "load_after": round(_load(), 2),
-                     "time_limit_s": config.time_limit_s, "violations": summary["violations"],
+                     "time_limit_s": config.time_limit_s, "cpu_seconds": summary.get("cpu_seconds"),
+                     "cpu_cells": summary.get("cpu_cells", 0), "violations": summary["violations"],
                      "ratios": summary["ratios"]})
         previous.pop(name, None)
         print(f"{name}: {summary['instances_proven']} of {summary['instances']} proven, "
@@ -100,14 +101,16 @@ def write(runs, args) -> None:
                 f"[{f(r['mean_lo'])}, {f(r['mean_hi'])}] | [{f(r['worst_lo'])}, {f(r['worst_hi'])}] | "
                 + (f"{pub['mean']} / {pub['worst']} / {pub['optimal']} |" if pub else "- |"))
     lines += ["", "| config | instances | proven | cells run (cached) | failed | workers | runner | wall s | "
-                  "load before / after | time limit s | violations of proven bounds |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+                  "CPU s of the cells (cells timed) | load before / after | time limit s | violations of proven bounds |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for run in runs:
         lines.append(f"| {run['config']} | {run['instances']} | {run['proven']} | {run['cells_run']} ({run['cells_cached']}) | "
                      f"{run['failed']} | {run['workers']} | {run['runner']} | {run['wall_seconds']} | "
+                     f"{run.get('cpu_seconds')} ({run.get('cpu_cells', 0)}) | "
                      f"{run['load_before']} / {run['load_after']} | {run['time_limit_s']:g} | {len(run['violations'])} |")
     lines += ["", "Wall seconds count only the cells run in that invocation (cached cells cost nothing); "
-                  "`load` is the 1-minute load average of the shared 2-core machine."]
+                  "`load` is the 1-minute load average of the shared 2-core machine; CPU seconds are the cells' own "
+                  "process time (a worker's first cell includes loading or compiling the numba search)."]
     text = "\n".join(lines) + "\n"
     Path(args.out + ".md").write_text(text)
     Path(args.out + ".json").write_text(json.dumps({"runs": runs}, indent=1))

@@ -57,7 +57,8 @@ def _render(summary: dict) -> None:
     table = Table(title=f"sweep {summary['name']}: ALG/OPT in [ALG/incumbent, ALG/bound]",
                   caption=f"{summary['instances']} instances, {summary['instances_proven']} optima proven; "
                           f"{summary['cells_run']} cells run, {summary['cells_cached']} from the cache, "
-                          f"{summary['cells_failed']} failed; {summary['runner']}, {summary['wall_seconds']:.1f} s")
+                          f"{summary['cells_failed']} failed; {summary['runner']}, {summary['wall_seconds']:.1f} s"
+                          + (f"; cells' CPU {summary['cpu_seconds']:.0f} s" if summary.get("cpu_seconds") else ""))
     cols = ("family", "n", "policy", "instances", "proven", "mean [lo, hi]", "proven mean", "proven worst",
             "worst [lo, hi]", "policy optimal", "proven constant")
     for c in cols:
