@@ -185,18 +185,25 @@ def find_chain(oracle: FlowOracle, F: float = 0.0, *, banned=frozenset(), max_ex
     exhausted = [False]
 
     def ahead(path_set, v):
-        # Σ K over nodes reachable from v avoiding the path (an upper bound on what a path can add)
+        # Σ K over the nodes that lie on some path v -> ... -> an end avoiding the path so far
+        # (an upper bound on what the rest of the chain can hold; 0 when no end can be reached)
         seen = {v}
         st = [v]
-        total = 0
         while st:
             u = st.pop()
-            total += kmax[u]
             for w in out[u]:
-                if w not in seen and w not in path_set and w in reach_sink:
+                if w not in seen and w not in path_set:
                     seen.add(w)
                     st.append(w)
-        return total
+        back = [u for u in seen if u in ends]
+        useful = set(back)
+        while back:
+            u = back.pop()
+            for w in inn[u]:
+                if w in seen and w not in useful:
+                    useful.add(w)
+                    back.append(w)
+        return sum(kmax[u] for u in useful) if v in useful else 0
 
     path: list[int] = []
     on_path: set[int] = set()

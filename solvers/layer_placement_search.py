@@ -506,6 +506,7 @@ def solve_layer_placement(instance: LayerPlacementInstance, *, time_limit_s: flo
     # Network-following constructions first (solvers.layer_placement_network): a positive-flow
     # layout within a fraction of a second wherever one exists, or a proof that none does.
     oracle = net.FlowOracle(instance)
+    pre_calls: list = []
     net_starts = _network_constructions(instance, oracle, t0, time_limit_s, exact, offer, bounds)
     upper = min(upper, bounds.get("link_cut_upper_bound", math.inf), bounds.get("network_upper_bound", math.inf))
 
@@ -521,11 +522,20 @@ def solve_layer_placement(instance: LayerPlacementInstance, *, time_limit_s: flo
     if not exact and best_layout is not None:
         offer(polish_layout(instance, best_layout, time_limit_s=min(2.0, 0.05 * time_limit_s)), best_method + "+swaps")
     first_layout_s = trace[0]["t_s"] if trace else elapsed()
+    if (not exact and best_layout is not None and best_value < upper * (1 - rel_gap)
+            and len(instance.nodes) * instance.num_layers <= 120):
+        # small clusters: Helix's MILP (capped coefficients) from the incumbent usually proves the optimum fast
+        layout, value, bnd, st = _helix_search(instance, best_layout, min(0.3 * time_limit_s, 10.0), rel_gap,
+                                               "helix_capped", upper, threads, seed, pre_calls)
+        if layout is not None:
+            offer(layout, "helix_capped")
+        if bnd is not None and st == "optimal":
+            upper = min(upper, max(bnd, best_value))
     if not exact and best_layout is not None and best_value < upper * (1 - rel_gap):
         # iterated local search from the best starts, then ruin-and-recreate, before the MILPs
         _network_search(instance, oracle, net_starts, best_layout, t0, time_limit_s, offer, seed)
 
-    status, proof, milp_calls = "feasible", "", []
+    status, proof, milp_calls = "feasible", "", pre_calls
     # Pyomo model builds and HiGHS presolve are not charged to HiGHS' own time limit: keep a margin
     milp_limit_s = time_limit_s - max(1.0, 0.06 * time_limit_s)
     if upper <= 0.0:
@@ -534,7 +544,9 @@ def solve_layer_placement(instance: LayerPlacementInstance, *, time_limit_s: flo
                         "source/sink links)", bounds, baselines, trace, milp_calls)
     if best_value >= upper * (1 - rel_gap):
         return _outcome(best_layout, best_value, upper, "optimal", best_method, elapsed(), first_layout_s,
-                        "incumbent meets the saturation upper bound", bounds, baselines, trace, milp_calls)
+                        "helix_capped MILP (HiGHS) proved the incumbent optimal"
+                        if milp_calls and milp_calls[-1].get("status") == "optimal"
+                        else "incumbent meets the saturation upper bound", bounds, baselines, trace, milp_calls)
 
     if formulation in ("helix", "helix_capped"):
         layout, value, bnd, st = _helix_search(instance, best_layout, milp_limit_s - elapsed(), rel_gap,
@@ -651,8 +663,8 @@ def _network_constructions(instance, oracle, t0, time_limit_s, exact, offer, bou
     depth = instance.max_pipeline_depth
     if held < L:
         if depth and sum(n.max_layers for n in instance.nodes) >= L:
-            raise InputError("max_pipeline_depth", f"no node can hold ceil({L} / {depth}) layers and carry flow, "
-                             "so no layout meets the depth bound")
+            raise InputError("max_pipeline_depth", f"only nodes holding at least ceil({L} / {depth}) layers may carry "
+                             f"flow, and together they hold at most {held} < {L} layers: no layout meets the depth bound")
         raise InputError("num_layers", f"the model has {L} layers but all {len(instance.nodes)} nodes together hold "
                          f"at most {held} (sum of their throughput list lengths): no layout can serve it")
     budget = max(min(0.1 * time_limit_s, 5.0), 0.5)

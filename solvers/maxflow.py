@@ -60,6 +60,12 @@ def evaluate_layout(instance: LayerPlacementInstance, layout: Layout) -> FlowEva
         g.add_edge((node.id, "in"), (node.id, "out"), capacity=node.throughput(e - s))
     for u, v, cap in usable_arcs(instance, layout):
         g.add_edge((u, "out"), (v, "in"), capacity=cap)
+    # keep only vertices on some source -> sink path: networkx's preflow-push can fail with an
+    # IndexError on graphs with dead ends (seen with networkx 3.6), and dead ends carry no flow
+    live = nx.descendants(g, src) & nx.ancestors(g, snk)
+    if not live:
+        return FlowEvaluation(0.0, (), {})
+    g = g.subgraph(live | {src, snk}).copy()
     value, flow_dict = nx.maximum_flow(g, src, snk)
     flows = []
     for a, succ in flow_dict.items():
