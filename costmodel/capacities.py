@@ -218,6 +218,7 @@ def capacities_for_instance(inst, assumptions: CapacityAssumptions | None = None
     llm = get_llm(inst.llm, field="llm").name
     out = []
     unusable = []
+    rps_of: dict[tuple, float] = {}  # offers of the same hardware (spot, reserved, ...) share the capacities
     for i, offer in enumerate(inst.gpus):
         field = f"gpus[{i}].hardware" if offer.hardware else f"gpus[{i}].type"
         gpu = get_gpu(offer.catalog_name, field=field).name
@@ -228,9 +229,12 @@ def capacities_for_instance(inst, assumptions: CapacityAssumptions | None = None
         for tp in tps:
             for role in inst.roles:
                 for b in inst.buckets:
-                    row = capacity(llm, gpu, tp, role, b.prompt_tokens, b.output_tokens, ttft_ms=inst.slo.ttft_ms,
-                                   tpot_ms=inst.slo.tpot_ms, assumptions=assumptions)
-                    out.append(Capacity(offer.type, role, b.id, _round_down(row.rps), tp))
+                    key = (gpu, tp, role, b.prompt_tokens, b.output_tokens)
+                    if key not in rps_of:
+                        rps_of[key] = _round_down(capacity(llm, gpu, tp, role, b.prompt_tokens, b.output_tokens,
+                                                           ttft_ms=inst.slo.ttft_ms, tpot_ms=inst.slo.tpot_ms,
+                                                           assumptions=assumptions).rps)
+                    out.append(Capacity(offer.type, role, b.id, rps_of[key], tp))
     if len(unusable) == len(inst.gpus):
         raise InputError("gpus", f"{llm} weights fit on none of the offered GPUs ({', '.join(unusable)}) at any TP degree in "
                                  f"{list(assumptions.tp_options)}")

@@ -37,12 +37,44 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 
+def _chosen_parser(parser: argparse.ArgumentParser, argv_args) -> argparse.ArgumentParser:
+    """The (sub)parser of the command that was typed, following nested sub-commands (``import helix``)."""
+    current = parser
+    while True:
+        actions = [a for a in current._actions if isinstance(a, argparse._SubParsersAction)]  # noqa: SLF001
+        if not actions:
+            return current
+        chosen = getattr(argv_args, actions[0].dest, None)
+        if chosen is None or chosen not in actions[0].choices:
+            return current
+        current = actions[0].choices[chosen]
+
+
+def _reject_unknown(parser: argparse.ArgumentParser, args, unknown: list[str]) -> None:
+    """One line naming the first unknown flag and, when one is close, the flag meant."""
+    import difflib
+
+    from servopt.errors import InputError
+
+    command = _chosen_parser(parser, args)
+    flags = [opt for action in command._actions for opt in action.option_strings]  # noqa: SLF001
+    word = unknown[0]
+    flag = word.split("=", 1)[0]
+    if not flag.startswith("-"):
+        raise InputError(command.prog, f"unexpected argument '{word}'")
+    hint = difflib.get_close_matches(flag, flags, n=1, cutoff=0.6)
+    suffix = f" (did you mean '{hint[0]}'?)" if hint else f" (see '{command.prog} --help')"
+    raise InputError(flag, f"unknown option for '{command.prog}'{suffix}")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:
+            _reject_unknown(parser, args, unknown)
         if not getattr(args, "func", None):
             parser.print_help()
             return 2
