@@ -105,7 +105,7 @@ def _grid(params: dict) -> list[dict]:
     return combos
 
 
-def _list(data, key, default=None, *, where=""):
+def _list(data, key, default=None):
     value = data.get(key, default)
     if value is None:
         return None
