@@ -221,7 +221,10 @@ def solve(instance: pdi.PDPlacementInstance, *, time_limit_s: float, options: di
     ``direct``: one MILP solve), ``rel_gap`` (default 1e-4), ``solver`` (default highs), ``export``.
     """
     options = options or {}
-    formulation = options.get("formulation") or "aggregated"
+    formulation = options.get("formulation") or "auto"
+    chosen_by_auto = formulation == "auto" or formulation.startswith("auto:")
+    if chosen_by_auto:  # the aggregated model is the stronger one at every measured size (docs/pd_placement.md)
+        formulation = "aggregated" + formulation[len("auto"):]
     strategy = options.get("strategy")
     if ":" in formulation:  # the CLI's --formulation FORMULATION:STRATEGY
         formulation, strategy = formulation.split(":", 1)
@@ -272,6 +275,7 @@ def solve(instance: pdi.PDPlacementInstance, *, time_limit_s: float, options: di
         "objective_name": "cost_usd_per_hour" if instance.objective == "min_cost" else "served_rate_rps",
         "formulation": formulation,
         "strategy": strategy,
+        "method": ("auto:" if chosen_by_auto else "") + f"{formulation}:{strategy}",
         "capacities_source": instance.capacities_source,
         "rate_rps": instance.rate_rps,
         "stages": stages,
