@@ -51,5 +51,45 @@ def check_solver_options(args) -> None:
 
 
 def add_output_options(parser) -> None:
+    parser.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     parser.add_argument("--out", metavar="RESULT.json", help="write the result JSON to this file")
     parser.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
+
+
+class progress:
+    """While a long command runs, show its elapsed time against its limit on stderr, when stderr is a
+    terminal and ``--quiet`` is off (never in pipes, files or CI logs, so JSON output stays clean)."""
+
+    def __init__(self, what: str, time_limit_s: float | None, *, quiet: bool = False):
+        self.what, self.limit, self.quiet = what, time_limit_s, quiet
+        self._status = None
+
+    def __enter__(self):
+        if self.quiet or not sys.stderr.isatty():
+            return self
+        import threading
+        import time
+
+        from rich.console import Console
+
+        start = time.perf_counter()
+        self._stop = threading.Event()
+        self._status = Console(stderr=True).status(self.what)
+        self._status.__enter__()
+
+        def tick():
+            while not self._stop.wait(0.5):
+                elapsed = time.perf_counter() - start
+                limit = f" of {self.limit:g} s limit" if self.limit else ""
+                self._status.update(f"{self.what}: {elapsed:.1f} s{limit}")
+
+        self._thread = threading.Thread(target=tick, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self._status is not None:
+            self._stop.set()
+            self._thread.join()
+            self._status.__exit__(*exc)
+        return False

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from servopt.commands._common import add_solver_options, check_solver_options, console, read_instance
+from servopt.commands._common import add_solver_options, check_solver_options, console, progress, read_instance
 from servopt.errors import InputError
 
 DEFAULT_KV_POLICIES = "fcfs,mc-sf,vllm,sjf,alpha-threshold,a-min"
@@ -22,6 +22,7 @@ def register(subparsers) -> None:
     add_solver_options(p)
     p.add_argument("--out", metavar="COMPARE.json", help="write the comparison JSON to this file")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     p.set_defaults(func=run)
 
 
@@ -36,7 +37,10 @@ def run(args) -> int:
         raise InputError("--policies", "name at least one policy")
     if not hasattr(module, "compare"):
         raise InputError("kind", f"'{module.KIND}' instances have no online policies to compare")
-    result = module.compare(instance, policies=policies, time_limit_s=args.time_limit, options={"rel_gap": args.rel_gap, "formulation": args.formulation})
+    with progress(f"comparing {len(policies)} policies with the optimum of {args.instance}", args.time_limit,
+                  quiet=args.quiet):
+        result = module.compare(instance, policies=policies, time_limit_s=args.time_limit,
+                                options={"rel_gap": args.rel_gap, "formulation": args.formulation})
     if args.out:
         jsonio.write_json(result, args.out)
     if args.json:

@@ -1,7 +1,8 @@
 """``servopt solve FILE``: the offline optimum of any instance kind, with bound and gap."""
 from __future__ import annotations
 
-from servopt.commands._common import add_output_options, add_solver_options, check_solver_options, emit, read_instance
+from servopt.commands._common import (add_output_options, add_solver_options, check_solver_options, emit, progress,
+                                      read_instance)
 
 
 def register(subparsers) -> None:
@@ -29,6 +30,7 @@ def run(args) -> int:
         if getattr(module, "KIND", None) != "kv_schedule":
             raise InputError("--improve-seconds", f"only kv_schedule instances have an improvement heuristic, not {module.KIND}")
         options["improve_seconds"] = args.improve_seconds
-    result = module.solve(instance, time_limit_s=args.time_limit, options=options)
+    with progress(f"solving {args.file} ({module.KIND})", args.time_limit, quiet=args.quiet):
+        result = module.solve(instance, time_limit_s=args.time_limit, options=options)
     emit(result, module, args)
     return 0
