@@ -132,27 +132,30 @@ def _rows_csv_chunked(path, fmt) -> Iterator[tuple]:
         # Parse floats exactly as float() does (the row reader), so both paths give identical times:
         # pandas 3 does by default and deprecates the option; pandas 2 needs "round_trip".
         exact = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
-        reader = pd.read_csv(path, header=0, names=header, chunksize=_CHUNK_ROWS, **exact,
-                             dtype={"id": str} if has_id else None, keep_default_na=not has_id, encoding="utf-8")
-        for chunk in reader:
-            cols = _chunk_columns(chunk, tcol, pcol, ocol)
-            if cols is None:
-                break
-            times, prompts, outputs = cols
-            n = len(prompts)
-            if has_id:
-                ids = [(v or "").strip() or str(start + j) for j, v in enumerate(chunk["id"].tolist())]
+        # the reader holds the file open: ``with`` closes it however the loop ends (a consumer that
+        # stops early, a chunk handed over to the row reader)
+        with pd.read_csv(path, header=0, names=header, chunksize=_CHUNK_ROWS, **exact,
+                         dtype={"id": str} if has_id else None, keep_default_na=not has_id,
+                         encoding="utf-8") as reader:
+            for chunk in reader:
+                cols = _chunk_columns(chunk, tcol, pcol, ocol)
+                if cols is None:
+                    break
+                times, prompts, outputs = cols
+                n = len(prompts)
+                if has_id:
+                    ids = [(v or "").strip() or str(start + j) for j, v in enumerate(chunk["id"].tolist())]
+                else:
+                    ids = [str(i) for i in range(start, start + n)]
+                if times is None:
+                    for rid, p, o in zip(ids, prompts, outputs):
+                        yield (rid, None, p, o, ())
+                else:
+                    for rid, t, p, o in zip(ids, times, prompts, outputs):
+                        yield (rid, t, p, o, ())
+                start += n
             else:
-                ids = [str(i) for i in range(start, start + n)]
-            if times is None:
-                for rid, p, o in zip(ids, prompts, outputs):
-                    yield (rid, None, p, o, ())
-            else:
-                for rid, t, p, o in zip(ids, times, prompts, outputs):
-                    yield (rid, t, p, o, ())
-            start += n
-        else:
-            return
+                return
     except (ValueError, pd.errors.ParserError):
         pass
     # something in this chunk needs the row-by-row reader's checks (and its error message)

@@ -40,12 +40,18 @@ def solve(instance, *, time_limit_s: float, options: dict | None = None) -> dict
     from servopt.analysis.kv_optimum import formulation_module
 
     model_mod = formulation_module(formulation)  # a bad name fails here, before any work
-    if options.get("export") and not hasattr(model_mod, "build"):
-        raise InputError("--export", f"formulation '{formulation}' is a combinatorial search with no model to export")
     if options.get("export"):
+        # auto and the combinatorial methods have no model of their own: export the reference IP
+        export_name = formulation if hasattr(model_mod, "build") else "time-indexed"
+        if formulation not in ("auto", "policies+bounds") and not hasattr(model_mod, "build"):
+            raise InputError("--export", f"formulation '{formulation}' is a combinatorial search with no model to export")
+        if _unaffordable(instance, export_name, float("inf")):
+            raise InputError("--export", f"the {export_name} model of {instance.n} requests is too large to write "
+                                         f"({_unaffordable(instance, export_name, float('inf'))})")
         from servopt.solvers.highs import write_model
 
-        write_model(model_mod.build(instance, formulation=formulation, horizon=horizon), options["export"])
+        export_mod = formulation_module(export_name)
+        write_model(export_mod.build(instance, formulation=export_name, horizon=horizon), options["export"])
     fallback = _unaffordable(instance, formulation, time_limit_s) if not options.get("relax") and horizon is None else None
     if fallback:
         from servopt.analysis.kv_optimum import solve_auto
