@@ -55,6 +55,7 @@ def dumps(obj: Any, *, indent: int | None = 2) -> str:
 def write_json(obj: Any, path: str | Path) -> None:
     """Write atomically: a failed run never leaves a half-written file behind."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)  # `--out out/result.json` works in a fresh clone
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(dumps(obj) + "\n", encoding="utf-8")
     tmp.replace(path)
