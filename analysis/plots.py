@@ -181,8 +181,12 @@ def pd_fleet(result: dict):
         values = [counts[g].get(role, 0) for g in gpus]
         left.bar(gpus, values, bottom=bottom, color=role_colors[role], label=role)
         bottom = [b + v for b, v in zip(bottom, values)]
+    from matplotlib.ticker import MaxNLocator
+
+    left.yaxis.set_major_locator(MaxNLocator(integer=True))
     left.set_ylabel("GPUs")
-    left.set_title(f"fleet: {result.get('objective', float('nan')):g} {result.get('objective_name', '')}".strip())
+    unit = {"cost_usd_per_hour": "$ / hour"}.get(result.get("objective_name"), result.get("objective_name", ""))
+    left.set_title(f"fleet: {result.get('objective', float('nan')):g} {unit}".strip())
     left.legend(fontsize=8)
     assignment = result.get("assignment") or []
     buckets = list(dict.fromkeys(a["bucket"] for a in assignment))
