@@ -6,6 +6,7 @@ are the model's semantics (arXiv 2502.07115, §2; instances/kv_schedule.py):
 
 1. every request of the instance appears exactly once, and nothing else does;
 2. start, finish and attempt rounds are integers; ``start >= arrival``; ``finish == start + o_i``;
+   a row's optional ``arrival`` and ``latency`` equal the instance's arrival and ``finish - arrival``;
 3. each preempted attempt has ``arrival <= start < preempted_at < start + o_i`` (it did not
    complete), attempts are in time order and do not overlap each other or the final run
    (a new attempt starts no earlier than the round the previous one was preempted);
@@ -79,6 +80,13 @@ def check_result(instance: KVScheduleInstance, result: dict) -> list[str]:
             continue
         start, finish = int(start), int(finish)
         ok = True
+        # arrival and latency are optional conveniences in a result row; when present they must agree
+        if "arrival" in row and row["arrival"] != req.arrival:
+            problems.append(f"request '{rid}': arrival {row['arrival']!r} != the instance's arrival {req.arrival}")
+            ok = False
+        if "latency" in row and row["latency"] != finish - req.arrival:
+            problems.append(f"request '{rid}': latency {row['latency']!r} != finish {finish} - arrival {req.arrival}")
+            ok = False
         if start < req.arrival:
             problems.append(f"request '{rid}' starts at round {start}, before its arrival at round {req.arrival}")
             ok = False

@@ -129,7 +129,9 @@ class ScheduledRequest:
         return self.finish - self.arrival
 
     def to_dict(self) -> dict:
-        out = {"id": self.id, "start": self.start, "finish": self.finish}
+        # arrival and latency (finish - arrival) save users a join with the instance; the checker
+        # verifies both when present
+        out = {"id": self.id, "arrival": self.arrival, "start": self.start, "finish": self.finish, "latency": self.latency}
         if self.attempts:
             out["attempts"] = [a.to_dict() for a in self.attempts]
         return out

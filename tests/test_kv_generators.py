@@ -56,7 +56,7 @@ def test_instance_round_trip_and_schedule_frame():
     df = sched.to_dataframe()
     assert list(df.columns) == ["id", "arrival", "start", "finish", "latency", "preemptions"]
     assert df.iloc[0]["latency"] == 5 and df.iloc[0]["preemptions"] == 1
-    assert sched.to_dict() == {"requests": [{"id": "a", "start": 3, "finish": 5, "attempts": [{"start": 0, "preempted_at": 2}]}]}
+    assert sched.to_dict() == {"requests": [{"id": "a", "arrival": 0, "start": 3, "finish": 5, "latency": 5, "attempts": [{"start": 0, "preempted_at": 2}]}]}
 
 
 def test_result_json_reads_back_into_a_schedule():
