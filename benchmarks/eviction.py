@@ -68,17 +68,17 @@ def part_a(name, path, capacities, weights_cache):
     return rows
 
 
-def part_b(name, path, capacities, time_limit_s):
+def part_b(name, path, capacities, time_limit_s, rel_gap):
     from servopt.kinds import eviction as kind
 
     rows = []
     for C in capacities:
         inst = _load(path, C, "saved_prefill_ms")
         t0 = time.perf_counter()
-        res = kind.solve(inst, time_limit_s=time_limit_s, options={"formulation": "lp"})
+        res = kind.solve(inst, time_limit_s=time_limit_s, options={"rel_gap": rel_gap})
         best_policy = max(kind.simulate(inst, policy=p)["objective"] for p in POLICIES if p != "belady_tree")
         width = (res["bound"] - res["objective"]) / res["objective"] if res["bound"] else None
-        rows.append({"trace": name, "capacity_blocks": C, "best_plan_ms": res["objective"], "best_plan_from": res["incumbent_from"],
+        rows.append({"trace": name, "capacity_blocks": C, "status": res["status"], "best_plan_ms": res["objective"], "best_plan_from": res["incumbent_from"],
                      "lp_bound_ms": res["bound"], "interval_width": width, "best_online_policy_ms": best_policy,
                      "intervals": res["intervals"], "lp_seconds": res["lp_seconds"], "seconds": time.perf_counter() - t0})
         print(f"B {name} C={C}: plan {res['objective']:.0f} ({res['incumbent_from']}), LP bound {res['bound']:.0f}, "
@@ -90,7 +90,10 @@ def part_c(name, path, slices, capacity, time_limit_s):
     from servopt.kinds import eviction as kind
 
     rows = []
+    n_lines = sum(1 for line in Path(path).read_text().splitlines() if line.strip())
     for offset in slices:
+        if offset + 500 > n_lines:
+            continue
         inst = _load(path, capacity, "saved_prefill_ms", limit=500, offset=offset)
         res = kind.solve(inst, time_limit_s=time_limit_s, options={"rel_gap": 1e-4})
         bel = kind.solve(inst, time_limit_s=time_limit_s, options={"formulation": "belady"})
@@ -102,6 +105,54 @@ def part_c(name, path, slices, capacity, time_limit_s):
     return rows
 
 
+def isolated_ttft_ms(inst, hits, cm) -> list[float]:
+    """Each request's prefill alone (no queue): its uncached tokens as one chunk after its cached prefix."""
+    out = []
+    B = inst.block_tokens
+    for r, h in zip(inst.requests, hits):
+        c = min(h * B, r.input_tokens - 1)
+        p = r.input_tokens - c
+        out.append(float(cm.iteration_ms_totals(prefill_tokens=p, prefill_attention_pairs=p * c + p * (p + 1) / 2,
+                                                prefill_context_tokens=c, sampled_seqs=1)))
+    return out
+
+
+def part_d(path: Path, rate: float, limit: int):
+    """TTFT: the serving simulator with each online policy (Poisson arrivals at ``rate``), and the
+    isolated prefill time of every request under each plan, the optimum's included."""
+    import numpy as np
+
+    from servopt.analysis.sim_metrics import summarize
+    from servopt.costmodel.roofline import make_cost_model
+    from servopt.instances import traces
+    from servopt.kinds import eviction as kind
+    from servopt.simulator.engine import SimConfig, simulate
+
+    cm = make_cost_model(LLM, GPU, 1)
+    kv_tokens = int(cm.kv_capacity_tokens(0.9))
+    C = kv_tokens // 512
+    rows = []
+    for pol in (None,) + tuple(p for p in POLICIES if p != "belady_tree"):
+        config = SimConfig(kv_tokens=kv_tokens, eviction=pol, prefix_block_tokens=512, seed=0)
+        reqs = traces.iter_trace(str(path), arrivals="poisson", rate=rate, seed=0, limit=limit)
+        s = summarize(simulate(reqs, cm, config))
+        rows.append({"policy": pol or "no prefix cache", "where": "serving simulator", "rate_per_s": rate,
+                     "ttft_mean_s": s["ttft_s"]["mean"], "ttft_p50_s": s["ttft_s"]["p50"], "ttft_p90_s": s["ttft_s"]["p90"],
+                     "hit_ratio": (s.get("prefix_cache") or {}).get("hit_ratio", 0.0)})
+        print(f"D sim {rows[-1]['policy']}: TTFT mean {rows[-1]['ttft_mean_s']:.2f} s, p90 {rows[-1]['ttft_p90_s']:.2f} s, "
+              f"hit ratio {rows[-1]['hit_ratio']:.3f}", flush=True)
+    inst = _load(path, C, limit=limit)
+    plans = {"optimum (belady-bypass)": kind.solve(inst, time_limit_s=60)}
+    plans.update({p: kind.simulate(inst, policy=p) for p in POLICIES})
+    for name, res in plans.items():
+        t = np.array(isolated_ttft_ms(inst, [row["hit_blocks"] for row in res["requests"]], cm)) / 1000
+        rows.append({"policy": name, "where": f"isolated prefill, C = {C}", "rate_per_s": None, "ttft_mean_s": float(t.mean()),
+                     "ttft_p50_s": float(np.percentile(t, 50)), "ttft_p90_s": float(np.percentile(t, 90)),
+                     "hit_ratio": res["hit_ratio"]})
+        print(f"D isolated {name}: mean {t.mean():.3f} s, p90 {np.percentile(t, 90):.3f} s", flush=True)
+    return rows
+
+
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -110,10 +161,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trace", action="append", default=[], metavar="NAME=PATH", help="Mooncake JSONL trace (repeatable)")
     ap.add_argument("--capacities", default="1000,5000,20000")
-    ap.add_argument("--lp-time-limit", type=float, default=300.0)
+    ap.add_argument("--lp-time-limit", type=float, default=300.0, help="part B: solve time limit (LP, rounding, restricted MILP)")
+    ap.add_argument("--b-rel-gap", type=float, default=0.005, help="part B: stop once [plan, LP bound] is this narrow")
     ap.add_argument("--milp-time-limit", type=float, default=60.0)
-    ap.add_argument("--slices", default="0,2000,4000", help="first request of each 500-request MILP slice")
+    ap.add_argument("--slices", default="0,1500,3000", help="first request of each 500-request MILP slice")
     ap.add_argument("--slice-capacity", type=int, default=500)
+    ap.add_argument("--rate", type=float, default=0.5, help="Poisson arrivals (req/s) for the TTFT runs")
+    ap.add_argument("--ttft-limit", type=int, default=1000, help="requests of the first trace in the TTFT runs")
     ap.add_argument("--skip", default="", help="parts to skip, e.g. B,C")
     ap.add_argument("--out-prefix", default=str(Path(__file__).resolve().parent / "results" / "eviction"))
     args = ap.parse_args(argv)
@@ -129,23 +183,34 @@ def main(argv=None) -> int:
     skip = set(args.skip.upper().split(",")) - {""}
     weights_cache: dict = {}
     out = {"llm": LLM, "gpu": GPU, "traces": {n: {"file": p.name, "sha256": _sha(p)} for n, p in traces.items()},
-           "capacities": caps, "policies": list(POLICIES), "A": [], "B": [], "C": []}
+           "capacities": caps, "policies": list(POLICIES), "A": [], "B": [], "C": [], "D": []}
     for name, path in traces.items():
         if "A" not in skip:
             out["A"] += part_a(name, path, caps, weights_cache)
+            _write(out, args.out_prefix)
     for name, path in traces.items():
         if "B" not in skip:
-            out["B"] += part_b(name, path, caps, args.lp_time_limit)
+            out["B"] += part_b(name, path, caps, args.lp_time_limit, args.b_rel_gap)
+            _write(out, args.out_prefix)
     slices = [int(s) for s in args.slices.split(",") if s]
     for name, path in traces.items():
         if "C" not in skip:
             out["C"] += part_c(name, path, slices, args.slice_capacity, args.milp_time_limit)
-    prefix = Path(args.out_prefix)
+            _write(out, args.out_prefix)
+    if "D" not in skip:
+        name, path = next(iter(traces.items()))
+        out["D"] = part_d(path, args.rate, args.ttft_limit)
+        out["D_trace"] = name
+    _write(out, args.out_prefix)
+    print(f"wrote {args.out_prefix}.json and .md")
+    return 0
+
+
+def _write(out: dict, prefix: str) -> None:
+    prefix = Path(prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     Path(str(prefix) + ".json").write_text(json.dumps(out, indent=1) + "\n")
     Path(str(prefix) + ".md").write_text(render_md(out))
-    print(f"wrote {prefix}.json and .md")
-    return 0
 
 
 def render_md(out: dict) -> str:
@@ -176,6 +241,13 @@ def render_md(out: dict) -> str:
             lines.append(f"| {r['trace']} | {r['first_request']}-{r['first_request'] + r['requests'] - 1} | "
                          f"{r['capacity_blocks']} | {r['status']} | {r['objective_ms']:,.1f} | {r['bound_ms']:,.1f} | "
                          f"{r['belady_ms']:,.1f} | {r['seconds']:.1f} |")
+        lines.append("")
+    if out.get("D"):
+        lines += [f"## D. TTFT effect ({out.get('D_trace')}, first requests; llama-3.1-8b on one H100)", "",
+                  "| policy | where | hit ratio | TTFT mean (s) | p50 (s) | p90 (s) |", "|---|---|---:|---:|---:|---:|"]
+        for r in out["D"]:
+            lines.append(f"| {r['policy']} | {r['where']} | {r['hit_ratio']:.3f} | {r['ttft_mean_s']:.3f} | "
+                         f"{r['ttft_p50_s']:.3f} | {r['ttft_p90_s']:.3f} |")
         lines.append("")
     return "\n".join(lines)
 

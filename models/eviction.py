@@ -220,14 +220,18 @@ def complete_flows(prog: IntervalProgram, x, caps: Sequence[int], instance) -> N
 # ----------------------------------------------------------------------------- highspy (trace scale)
 def solve_direct(instance, *, caps: Sequence[int], weights: Sequence[float] | None, time_limit_s: float,
                  rel_gap: float = 1e-6, relax: bool = False, warm_hits: Sequence[int] | None = None,
-                 node_limit: int | None = None):
-    """Build the program in highspy and solve it; returns (SolveResult, IntervalProgram, column values)."""
+                 node_limit: int | None = None, fix_from=None, prog: IntervalProgram | None = None):
+    """Build the program in highspy and solve it; returns (SolveResult, IntervalProgram, column values).
+
+    ``fix_from``: fractional interval values (an LP solution); intervals at 0 or 1 there are fixed, so
+    only the fractional ones stay free (a restricted MILP whose plans are feasible for the full one).
+    ``prog``: a program already built for the same instance, capacities and weights."""
     import highspy
     import numpy as np
 
     from servopt.solvers.highs import solve_highspy
 
-    prog = interval_program(instance, caps, weights)
+    prog = prog if prog is not None else interval_program(instance, caps, weights)
     ncol = prog.K + prog.steps
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
@@ -236,6 +240,10 @@ def solve_direct(instance, *, caps: Sequence[int], weights: Sequence[float] | No
     cost[:prog.K] = -np.asarray(prog.weights, dtype=float)  # HiGHS minimises: min -sum w x
     lower = np.zeros(ncol)
     upper = np.array([u if math.isfinite(u) else inf for u in prog.col_upper], dtype=float)
+    if fix_from is not None:
+        xf = np.asarray(fix_from[:prog.K], dtype=float)
+        lower[:prog.K] = np.where(xf > 1 - 1e-6, 1.0, 0.0)
+        upper[:prog.K] = np.where(xf < 1e-6, 0.0, upper[:prog.K])
     h.addVars(ncol, lower, upper)
     h.changeColsCost(ncol, np.arange(ncol, dtype=np.int32), cost)
     if not relax and prog.K:

@@ -127,24 +127,27 @@ def solve(instance, *, time_limit_s: float, options: dict | None = None) -> dict
     elif formulation != "lp":
         # 2. the MILP from the best plan so far, with what is left of the time limit. Above
         # MILP_MAX_INTERVALS its root alone outruns any sensible limit (the full conversation trace:
-        # 105,710 intervals, not through the root in 280 s on a shared 2-core machine), so the answer
-        # stays [best plan, LP bound].
+        # 105,710 intervals, not through the root in 280 s on a shared 2-core machine): there the MILP is
+        # restricted to the intervals the LP left fractional (the rest fixed at the LP's 0/1), whose plans
+        # are feasible but whose bound is not a bound of the whole program; the bound stays the LP's.
         left = time_limit_s - (time.perf_counter() - t0)
-        if left > 0.5 and (prog.K <= MILP_MAX_INTERVALS or formulation == "milp"):
-            res, prog, x = solve_direct(instance, caps=caps, weights=weights, time_limit_s=left, rel_gap=rel_gap,
-                                        warm_hits=plan.hits)
-            extra.update({"milp_status": res.status, "nodes": res.nodes})
+        restricted = prog.K > MILP_MAX_INTERVALS and formulation != "milp"
+        if left > 1.0 and (lp_x is not None or not restricted):
+            res, prog, x = solve_direct(instance, caps=caps, weights=weights, time_limit_s=0.85 * left,
+                                        rel_gap=rel_gap, warm_hits=plan.hits, prog=prog,
+                                        fix_from=lp_x if restricted else None)
+            extra.update({"milp_status": res.status, "nodes": res.nodes, "milp_restricted": restricted})
             if x is not None:
                 m_value = _value(hits_from_x(prog, x), weights)
                 if m_value > value + 1e-9:
                     plan, value, how = plan_from_x(prog, x, instance, "milp"), m_value, "milp"
-                    extra["incumbent_from"] = how
-            if res.bound is not None:
+                    extra["incumbent_from"] = how + (" (restricted)" if restricted else "")
+            if res.bound is not None and not restricted:
                 mb = -res.bound
                 if weights is None:
                     mb = float(int(mb + 1e-6))
                 bound = mb if bound is None else min(bound, mb)
-            if res.status == "optimal" or (bound is not None and value >= bound - _tolerance(bound, rel_gap)):
+            if (res.status == "optimal" and not restricted) or (bound is not None and value >= bound - _tolerance(bound, rel_gap)):
                 status = "optimal"
             elif res.status == "time_limit":
                 status = "time_limit"
