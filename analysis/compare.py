@@ -43,6 +43,8 @@ class Comparison:
     rows: list[PolicyRow]
     bound_source: str | None = None
     formulation: str = "auto"
+    method: str | None = None  # the method that produced the optimum side (e.g. "auto:branch-and-bound")
+    optimum_requests: list = field(default_factory=list)  # the optimum's schedule rows (servopt explain reads them)
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -66,11 +68,14 @@ def compare_kv_schedule(instance: KVScheduleInstance, policies: list[str], *, ti
                         formulation: str = "auto") -> Comparison:
     from servopt.analysis.kv_check import check_result
     from servopt.analysis.kv_optimum import formulation_module, solve_optimum
-    from servopt.simulator.kv_rounds import PolicyLivelock, PolicyTimeUp, make_policy, simulate_rounds
+    from servopt.simulator.kv_rounds import PolicyLivelock, PolicyTimeUp, make_policy, policy_module, simulate_rounds
 
     policy_params = policy_params or {}
     for name in policies:  # fail on a bad name before the (long) solve
         make_policy(name, **policy_params.get(name, {}))
+    # rows carry the canonical spelling (an alias such as mcsf is reported as mc-sf)
+    policy_params = {policy_module(k).NAME: v for k, v in policy_params.items()}
+    policies = [policy_module(name).NAME for name in policies]
     formulation_module(formulation)
     started = time.perf_counter()
     # the optimum gets 70 % of the limit and the policies the rest, so the whole comparison keeps it
@@ -96,4 +101,6 @@ def compare_kv_schedule(instance: KVScheduleInstance, policies: list[str], *, ti
                               _ratio(cost, opt.bound), sched.preemptions, seconds, violations))
     warm = {k: v for k, v in opt.warm_start.items()}
     return Comparison(instance.name, instance.objective, opt.status, opt.objective, opt.bound, opt.gap,
-                      opt.solve_seconds, warm, rows, opt.bound_source, formulation)
+                      opt.solve_seconds, warm, rows, opt.bound_source, formulation,
+                      method=opt.to_dict(instance).get("method"),
+                      optimum_requests=opt.schedule.to_dict()["requests"] if opt.schedule is not None else [])

@@ -24,6 +24,7 @@ from __future__ import annotations
 from servopt.simulator.kv_rounds import admit_while_future_fits
 
 NAME = "a-min"
+ALIASES = ("amin", "a_min")  # the canonical spelling is NAME; these are accepted too
 PARAMS: dict = {}
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from servopt.simulator.kv_rounds import admit_while_future_fits, newest_start_first
 
 NAME = "mc-sf"
+ALIASES = ("mcsf", "mc_sf")  # the canonical spelling is NAME; these are accepted too
 PARAMS: dict = {}
 
 

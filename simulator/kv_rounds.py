@@ -180,7 +180,21 @@ def available_policies() -> list[str]:
     return sorted(names)
 
 
+def _alias_target(name: str) -> str:
+    """The canonical name for an alias (``mcsf`` -> ``mc-sf``); other names come back unchanged."""
+    import servopt.simulator as pkg
+
+    key = str(name).strip().lower().replace("-", "_")
+    for info in pkgutil.iter_modules(pkg.__path__):
+        if info.name.startswith(_POLICY_PREFIX):
+            mod = importlib.import_module(f"servopt.simulator.{info.name}")
+            if key in {a.replace("-", "_") for a in getattr(mod, "ALIASES", ())}:
+                return mod.NAME
+    return str(name)
+
+
 def policy_module(name: str):
+    name = _alias_target(name)
     module_name = _POLICY_PREFIX + str(name).replace("-", "_")
     import servopt.simulator as pkg
 
@@ -226,6 +240,7 @@ def simulate_rounds(instance: KVScheduleInstance, policy: str, *, max_rounds: in
     schedule, request for request (tests/test_kv_policies.py checks both paths agree).
     """
     module = policy_module(policy)
+    policy = module.NAME  # an alias (mcsf) runs and is recorded under the canonical name (mc-sf)
     if (hasattr(module, "static_priority") and not params and max_rounds is None
             and all(r.output_tokens_seen >= r.output_tokens for r in instance.requests)):
         make_policy(policy)  # the same parameter checks as the general path

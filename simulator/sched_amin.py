@@ -11,8 +11,8 @@ already generated"), by recompute.
 """
 from servopt.simulator.sched_mcsf import MCSF
 
-NAME = "amin"
-ALIASES = ("a_min", "a-min")
+NAME = "a-min"  # one spelling across commands (the round-model policy is "a-min" too)
+ALIASES = ("amin", "a_min")
 
 
 class AMin(MCSF):

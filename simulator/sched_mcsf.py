@@ -12,8 +12,8 @@ predictions under-estimate (then vLLM's newest-first recompute applies).
 """
 from servopt.simulator.scheduler import ContinuousBatching
 
-NAME = "mcsf"
-ALIASES = ("mc_sf", "mc-sf")
+NAME = "mc-sf"  # one spelling across commands (the round-model policy is "mc-sf" too)
+ALIASES = ("mcsf", "mc_sf")
 
 
 def peaks_fit(items, capacity: float) -> bool:

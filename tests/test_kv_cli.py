@@ -92,8 +92,8 @@ def test_compare_table_and_dataframe(example, run_cli):
 
 
 def test_compare_unknown_policy_fails_before_solving(example, run_cli):
-    code, out, err = run_cli("compare", example, "--policies", "fcfs,mcsf", "--time-limit", "20")
-    assert code == 2 and "did you mean 'mc-sf'" in err
+    code, out, err = run_cli("compare", example, "--policies", "fcfs,mc-sff", "--time-limit", "20")
+    assert code == 2 and "did you mean 'mc-sf'" in err and "--policies" in err
 
 
 def test_demo_rows():

@@ -96,7 +96,7 @@ def test_a_min_uses_interval_lower_bound():
 def test_unknown_policy_and_parameter_are_named():
     inst = kind.example_instance()
     with pytest.raises(InputError, match="did you mean 'mc-sf'"):
-        simulate_rounds(inst, "mcsf")
+        simulate_rounds(inst, "mc-sff")
     with pytest.raises(InputError, match="no parameter 'gamma'"):
         simulate_rounds(inst, "alpha-threshold", gamma=1)
     with pytest.raises(InputError, match="alpha"):

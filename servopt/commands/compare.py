@@ -39,8 +39,13 @@ def run(args) -> int:
         raise InputError("kind", f"'{module.KIND}' instances have no online policies to compare")
     with progress(f"comparing {len(policies)} policies with the optimum of {args.instance}", args.time_limit,
                   quiet=args.quiet):
-        result = module.compare(instance, policies=policies, time_limit_s=args.time_limit,
-                                options={"rel_gap": args.rel_gap, "formulation": args.formulation})
+        try:
+            result = module.compare(instance, policies=policies, time_limit_s=args.time_limit,
+                                    options={"rel_gap": args.rel_gap, "formulation": args.formulation})
+        except InputError as exc:
+            if exc.field in ("--policy", "--scheduler", "policy"):  # the kinds' own flag name: say the one typed
+                raise InputError("--policies", exc.message) from None
+            raise
     if args.out:
         jsonio.write_json(result, args.out)
     if args.json:

@@ -92,6 +92,18 @@ def _list_policies() -> int:
         print(f"{kind}s:")
         for name, doc in registry.describe(kind):
             print(f"  {name:16s} {doc}")
+    # the round-model policies of kv_schedule instances (servopt simulate INSTANCE --policy, servopt compare
+    # --policies) share the schedulers' spellings: mc-sf, a-min (aliases accepted)
+    import importlib
+
+    from servopt.simulator.kv_rounds import available_policies
+
+    print("kv_schedule policies (round model):")
+    for name in available_policies():
+        mod = importlib.import_module("servopt.simulator.kv_policy_" + name.replace("-", "_"))
+        doc = (mod.__doc__ or "").strip().splitlines()[0] if mod.__doc__ else ""
+        aliases = f" (also: {', '.join(mod.ALIASES)})" if getattr(mod, "ALIASES", ()) else ""
+        print(f"  {name:16s} {doc}{aliases}")
     return 0
 
 

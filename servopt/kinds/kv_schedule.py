@@ -204,7 +204,9 @@ def compare(instance, *, policies: list[str], time_limit_s: float, options: dict
 def render_comparison(result: dict, console) -> None:
     from rich.table import Table
 
-    summary = (f"hindsight IP: incumbent {_fmt(result['incumbent'])}, bound {_fmt(result['bound'])}, "
+    # caption the optimum side by the method that produced it (branch-and-bound, an IP, policies+bounds)
+    method = result.get("method") or result.get("formulation") or "optimum"
+    summary = (f"{method}: incumbent {_fmt(result['incumbent'])}, bound {_fmt(result['bound'])}, "
                f"gap {_pct(result['gap'])}, status {result['optimum_status']}, {_fmt(result['solve_seconds'])} s")
     table = Table(title=f"kv_schedule: policies vs hindsight optimum ({result['objective_name']})", caption=summary)
     for col in ("policy", "cost", "ALG/incumbent", "ALG/bound", "preemptions", "seconds", "status"):
