@@ -172,6 +172,10 @@ def build(instance: PDPlacementInstance, *, formulation: str | None = None, min_
     m._maximise_goodput = goodput and min_served_rps is None
     K = range(len(d["K"]))
     m.y = pyo.Var(K, domain=pyo.NonNegativeIntegers)
+    # a key for exported LP/MPS files (solvers.highs.write_model): what each index stands for
+    m._export_legend = [f"y({i}): instances of {k.gpu} tp{k.tp} {k.role}" for i, k in enumerate(d["K"])]
+    m._export_legend.append("n(BUCKET_i): slices of BUCKET on configuration i (aggregated); "
+                            "x(BUCKET_s_i): slice s of BUCKET on configuration i (per_slice)")
     if formulation == "aggregated":
         _declare_aggregated(m, instance, d, goodput)
     else:

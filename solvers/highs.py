@@ -438,5 +438,33 @@ def write_model(model, path: str) -> str:
     suffix = str(path).rsplit(".", 1)[-1].lower()
     if suffix not in ("lp", "mps"):
         raise SolverError(f"export file must end in .lp or .mps, got '{path}'")
+    import sys
+
+    import pyomo.environ as pyo
+
     model.write(str(path), io_options={"symbolic_solver_labels": True})
+    n_vars = sum(1 for _ in model.component_data_objects(pyo.Var, active=True))
+    n_cons = sum(1 for _ in model.component_data_objects(pyo.Constraint, active=True))
+    legend = _export_legend(model)
+    if legend and suffix == "lp":
+        # Symbolic labels name components, but indices such as y(3) still need a key: the model may
+        # provide one (``model._export_legend``), written as LP comments after the first line.
+        text = open(path, encoding="utf-8").read()
+        first, _, rest = text.partition("\n")
+        block = "".join(f"\\ {line}\n" for line in legend)
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(first + "\n" + block + rest)
+    print(f"wrote {path} ({n_vars} variables, {n_cons} constraints)", file=sys.stderr)
     return str(path)
+
+
+def _export_legend(model) -> list[str]:
+    """Lines explaining the model's names: each component's doc string, then the model's own key."""
+    import pyomo.environ as pyo
+
+    lines = []
+    for comp in model.component_objects((pyo.Var, pyo.Constraint), active=True, descend_into=True):
+        if comp.doc:
+            lines.append(f"{comp.name}: {comp.doc}")
+    lines.extend(getattr(model, "_export_legend", None) or [])
+    return lines
