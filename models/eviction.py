@@ -30,9 +30,9 @@ the prefix rows too (it is ancestor-closed), so the MILP with ``w = 1`` equals
 ``solvers/eviction_belady.py``. With depth-dependent ``w`` the prefix rows bind and the LP relaxation
 is only an upper bound (the bound at trace scale).
 
-``build`` gives a Pyomo model (small instances, ``--export``); ``solve_direct`` builds the same program
-as arrays in highspy (trace scale; Pyomo's build cost would dominate). ``extract`` /
-``plan_from_x`` turn a solution into a ``CachePlan``.
+``build`` gives a Pyomo model (small instances, ``--export``); ``build_highs`` the same program as
+arrays in highspy (trace scale; Pyomo's build cost would dominate), solved by
+``solvers/eviction_milp.py``. ``extract`` / ``plan_from_x`` turn a solution into a ``CachePlan``.
 """
 from __future__ import annotations
 
@@ -131,7 +131,7 @@ class IntervalProgram:
 
 
 def interval_program(instance, caps: Sequence[int], weights: Sequence[float] | None) -> IntervalProgram:
-    from servopt.solvers.eviction_belady import next_uses, replica_indices
+    from servopt.instances.eviction import next_uses, replica_indices
 
     hl = instance.hash_lists()
     starts, ends, w = [], [], []
@@ -201,7 +201,7 @@ def x_from_hits(prog: IntervalProgram, hits: Sequence[int]):
 
 def complete_flows(prog: IntervalProgram, x, caps: Sequence[int], instance) -> None:
     """Fill the slack columns ``f_t`` of ``x`` from its interval values (in place)."""
-    from servopt.solvers.eviction_belady import replica_indices
+    from servopt.instances.eviction import replica_indices
 
     covering_delta: dict = {}
     for k in range(prog.K):
@@ -217,21 +217,47 @@ def complete_flows(prog: IntervalProgram, x, caps: Sequence[int], instance) -> N
             col += 1
 
 
-# ----------------------------------------------------------------------------- highspy (trace scale)
-def solve_direct(instance, *, caps: Sequence[int], weights: Sequence[float] | None, time_limit_s: float,
-                 rel_gap: float = 1e-6, relax: bool = False, warm_hits: Sequence[int] | None = None,
-                 node_limit: int | None = None, fix_from=None, prog: IntervalProgram | None = None):
-    """Build the program in highspy and solve it; returns (SolveResult, IntervalProgram, column values).
+def hits_from_x(prog: IntervalProgram, x) -> list[int]:
+    """Hits per request: the kept intervals ending at each request (they form a prefix)."""
+    hits = [0] * prog.n
+    for (j, d), k in prog.hit_col.items():
+        if x[k] > 0.5:
+            hits[j] += 1
+    return hits
 
-    ``fix_from``: fractional interval values (an LP solution); intervals at 0 or 1 there are fixed, so
-    only the fractional ones stay free (a restricted MILP whose plans are feasible for the full one).
-    ``prog``: a program already built for the same instance, capacities and weights."""
+
+def plan_from_x(prog: IntervalProgram, x, instance, method: str = "milp"):
+    """The ``CachePlan`` of an integral solution: a block enters at its request when its next interval is
+    kept and leaves at its next request unless the following interval is kept too."""
+    from servopt.instances.eviction import CachePlan
+
+    hl = instance.hash_lists()
+    kept_from: dict = {}  # (start request i, depth d) -> kept?
+    for k in range(prog.K):
+        kept_from[(prog.interval_start[k], prog.interval_end[k][1])] = x[k] > 0.5
+    hits = hits_from_x(prog, x)
+    admit, evict = [], []
+    for i, path in enumerate(hl):
+        a, e = [], []
+        for d, b in enumerate(path):
+            was = d < hits[i]  # cached before i (a kept interval ended here)
+            stays = kept_from.get((i, d), False)
+            if stays and not was:
+                a.append(b)
+            elif was and not stays:
+                e.append(b)
+        admit.append(tuple(a))
+        evict.append(tuple(e))
+    return CachePlan(tuple(hits), tuple(admit), tuple(evict), method)
+
+
+# ----------------------------------------------------------------------------- highspy build (trace scale)
+def build_highs(prog: IntervalProgram, *, relax: bool = False, fix_from=None):
+    """The program as a ``highspy.Highs`` (minimising ``-sum w x``); ``fix_from``: fractional interval values
+    whose 0/1 entries are fixed (only the fractional intervals stay free)."""
     import highspy
     import numpy as np
 
-    from servopt.solvers.highs import solve_highspy
-
-    prog = prog if prog is not None else interval_program(instance, caps, weights)
     ncol = prog.K + prog.steps
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
@@ -260,47 +286,7 @@ def solve_direct(instance, *, caps: Sequence[int], weights: Sequence[float] | No
         hi.append(u if math.isfinite(u) else inf)
     h.addRows(len(prog.rows), np.array(lo), np.array(hi), len(index), np.array(starts, dtype=np.int32),
               np.array(index, dtype=np.int32), np.array(value, dtype=float))
-    warm = None
-    if warm_hits is not None and not relax:
-        warm = x_from_hits(prog, warm_hits)
-        complete_flows(prog, warm, caps, instance)
-    res, values = solve_highspy(h, time_limit_s=time_limit_s, rel_gap=rel_gap, warm_start=warm, sense="min",
-                                node_limit=node_limit)
-    return res, prog, values
-
-
-def hits_from_x(prog: IntervalProgram, x) -> list[int]:
-    """Hits per request: the kept intervals ending at each request (they form a prefix)."""
-    hits = [0] * prog.n
-    for (j, d), k in prog.hit_col.items():
-        if x[k] > 0.5:
-            hits[j] += 1
-    return hits
-
-
-def plan_from_x(prog: IntervalProgram, x, instance, method: str = "milp"):
-    """The ``CachePlan`` of an integral solution: a block enters at its request when its next interval is
-    kept and leaves at its next request unless the following interval is kept too."""
-    from servopt.solvers.eviction_belady import CachePlan
-
-    hl = instance.hash_lists()
-    kept_from: dict = {}  # (start request i, depth d) -> kept?
-    for k in range(prog.K):
-        kept_from[(prog.interval_start[k], prog.interval_end[k][1])] = x[k] > 0.5
-    hits = hits_from_x(prog, x)
-    admit, evict = [], []
-    for i, path in enumerate(hl):
-        a, e = [], []
-        for d, b in enumerate(path):
-            was = d < hits[i]  # cached before i (a kept interval ended here)
-            stays = kept_from.get((i, d), False)
-            if stays and not was:
-                a.append(b)
-            elif was and not stays:
-                e.append(b)
-        admit.append(tuple(a))
-        evict.append(tuple(e))
-    return CachePlan(tuple(hits), tuple(admit), tuple(evict), method)
+    return h
 
 
 # ----------------------------------------------------------------------------- Pyomo (small instances)
@@ -351,135 +337,3 @@ def extract(model):
     prog = model._program
     x = [pyo.value(model.x[k]) or 0.0 for k in range(prog.K)]
     return plan_from_x(prog, x, model._instance)
-
-
-# ----------------------------------------------------------------------------- LP rounding (a primal plan)
-def round_lp(prog: IntervalProgram, x, caps: Sequence[int], instance):
-    """An integral plan from fractional interval values ``x``: a sweep over each cache's steps keeps every
-    interval with ``x_k > 0`` as it starts and, where more than ``C_t`` cover step ``t``, drops the
-    lowest ``x_k`` (then the furthest end) until they fit (Belady's rule with the LP's values first);
-    then hits that break the prefix rule are dropped. Returns the interval vector (with slacks filled)."""
-    import numpy as np
-
-    from servopt.solvers.eviction_belady import replica_indices
-
-    K = prog.K
-    keep = np.zeros(K, dtype=bool)
-    by_start: dict = {}
-    for k in range(K):
-        if x[k] > 1e-6:
-            by_start.setdefault(prog.interval_start[k], []).append(k)
-    for idx in replica_indices(instance):
-        heap: list = []
-        ends_at: dict = {}
-        active = 0
-        for i in idx:
-            for k in ends_at.pop(i, ()):
-                if keep[k]:
-                    active -= 1
-            for k in by_start.get(i, ()):
-                end = prog.interval_end[k][0]
-                keep[k] = True
-                active += 1
-                heapq.heappush(heap, (float(x[k]), -end, k))
-                ends_at.setdefault(end, []).append(k)
-            while active > caps[i] and heap:
-                _, neg_end, k = heapq.heappop(heap)
-                if not keep[k] or -neg_end <= i:
-                    continue
-                keep[k] = False
-                active -= 1
-    out = np.zeros(K + prog.steps)
-    for (j, d), k in sorted(prog.hit_col.items(), key=lambda item: item[0][1]):
-        if keep[k] and (d == 0 or out[prog.hit_col[(j, d - 1)]] > 0.5):
-            out[k] = 1.0
-    complete_flows(prog, out, caps, instance)
-    return out
-
-
-def fill_plan(prog: IntervalProgram, xi, caps: Sequence[int], instance, x=None, passes: int = 3):
-    """Add intervals to an integral plan ``xi`` (in place) while capacity and the prefix rule allow:
-    candidates in order of LP value ``x`` (if given), then value per step kept ``w / (j - i)``; an
-    interval joins if its parent's interval to the same request is kept and every step it covers has
-    room (a segment tree over the steps of each cache). Returns ``xi``."""
-    import numpy as np
-
-    from servopt.solvers.eviction_belady import replica_indices
-
-    pos_of: dict = {}
-    cache_of: dict = {}
-    for c, idx in enumerate(replica_indices(instance)):
-        for p, i in enumerate(idx):
-            pos_of[i] = p
-            cache_of[i] = c
-    trees = {}
-    for c, idx in enumerate(replica_indices(instance)):
-        if idx:
-            trees[c] = _MaxTree([-(caps[i]) for i in idx])  # usage - capacity per step, <= 0 when feasible
-    for k in range(prog.K):
-        if xi[k] > 0.5:
-            i, j = prog.interval_start[k], prog.interval_end[k][0]
-            trees[cache_of[i]].add(pos_of[i], pos_of[j] - 1, 1)
-    order = [k for k in range(prog.K) if xi[k] < 0.5]
-    lp = x if x is not None else np.zeros(prog.K)
-    order.sort(key=lambda k: (-round(float(lp[k]), 6), -prog.weights[k] / max(1, pos_of[prog.interval_end[k][0]] - pos_of[prog.interval_start[k]])))
-    for _ in range(passes):
-        added = 0
-        rest = []
-        for k in order:
-            j, d = prog.interval_end[k]
-            if d and xi[prog.hit_col[(j, d - 1)]] < 0.5:
-                rest.append(k)
-                continue
-            i = prog.interval_start[k]
-            tree, lo, hi = trees[cache_of[i]], pos_of[i], pos_of[j] - 1
-            if tree.max(lo, hi) <= -1:
-                tree.add(lo, hi, 1)
-                xi[k] = 1.0
-                added += 1
-            else:
-                rest.append(k)
-        order = rest
-        if not added:
-            break
-    complete_flows(prog, xi, caps, instance)
-    return xi
-
-
-class _MaxTree:
-    """Range add, range max over a fixed array (iterative segment tree with lazy tags)."""
-
-    def __init__(self, values):
-        n = 1
-        while n < len(values):
-            n *= 2
-        self.n = n
-        self.mx = [-math.inf] * (2 * n)
-        self.tag = [0] * (2 * n)
-        self.mx[n:n + len(values)] = list(values)
-        for v in range(n - 1, 0, -1):
-            self.mx[v] = max(self.mx[2 * v], self.mx[2 * v + 1])
-
-    def add(self, lo, hi, val, v=1, l=0, r=None):
-        if r is None:
-            r = self.n - 1
-        if hi < l or r < lo:
-            return
-        if lo <= l and r <= hi:
-            self.mx[v] += val
-            self.tag[v] += val
-            return
-        m = (l + r) // 2
-        self.add(lo, hi, val, 2 * v, l, m)
-        self.add(lo, hi, val, 2 * v + 1, m + 1, r)
-        self.mx[v] = max(self.mx[2 * v], self.mx[2 * v + 1]) + self.tag[v]
-
-    def max(self, lo, hi, v=1, l=0, r=None):
-        if r is None:
-            r = self.n - 1
-        if hi < l or r < lo:
-            return -math.inf
-        if lo <= l and r <= hi:
-            return self.mx[v]
-        m = (l + r) // 2
-        return max(self.max(lo, hi, 2 * v, l, m), self.max(lo, hi, 2 * v + 1, m + 1, r)) + self.tag[v]

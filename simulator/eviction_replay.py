@@ -31,7 +31,7 @@ from __future__ import annotations
 import heapq
 from typing import Sequence
 
-from servopt.solvers.eviction_belady import CachePlan, next_uses
+from servopt.instances.eviction import CachePlan, next_uses
 
 
 class ReplayEntry:

@@ -66,52 +66,9 @@ from __future__ import annotations
 
 import heapq
 import time
-from dataclasses import dataclass, field
 from typing import Sequence
 
-
-@dataclass(frozen=True)
-class CachePlan:
-    """A cache plan and its hits, in request order (of one cache or of several, merged).
-
-    ``admit[r]``: blocks of request ``r`` not cached before ``r`` and cached after it;
-    ``evict[r]``: blocks cached before ``r`` and not after it. ``S_r = (S_{r-1} - evict[r]) | admit[r]``.
-    """
-
-    hits: tuple[int, ...]
-    admit: tuple[tuple[int, ...], ...]
-    evict: tuple[tuple[int, ...], ...]
-    method: str = "belady"
-    meta: dict = field(default_factory=dict)
-
-    @property
-    def hit_blocks(self) -> int:
-        return sum(self.hits)
-
-    def to_dict(self) -> dict:
-        return {"method": self.method, "hit_blocks": self.hit_blocks,
-                "requests": [{"hit_blocks": h, "admit": list(a), "evict": list(e)}
-                             for h, a, e in zip(self.hits, self.admit, self.evict)]}
-
-    def to_dataframe(self):
-        import pandas as pd
-
-        return pd.DataFrame({"hit_blocks": self.hits, "admitted": [len(a) for a in self.admit],
-                             "evicted": [len(e) for e in self.evict]})
-
-
-def next_uses(hash_lists: Sequence[Sequence[int]]) -> list[list[int]]:
-    """``out[r][d]`` = index of the next request after ``r`` whose path contains ``hash_lists[r][d]`` (``n`` if none)."""
-    n = len(hash_lists)
-    seen: dict[int, int] = {}
-    out: list[list[int]] = [None] * n  # type: ignore[list-item]
-    for r in range(n - 1, -1, -1):
-        hs = hash_lists[r]
-        row = [seen.get(h, n) for h in hs]
-        for h in hs:
-            seen[h] = r
-        out[r] = row
-    return out
+from servopt.instances.eviction import CachePlan, next_uses, replica_indices  # noqa: F401  (re-exported)
 
 
 def belady_plan(hash_lists: Sequence[Sequence[int]], capacity: int | Sequence[int]) -> CachePlan:
@@ -189,14 +146,6 @@ def merge_replica_plans(n: int, parts: Sequence[tuple[Sequence[int], CachePlan]]
             admit[i] = plan.admit[j]
             evict[i] = plan.evict[j]
     return CachePlan(tuple(hits), tuple(admit), tuple(evict), method)
-
-
-def replica_indices(instance) -> list[list[int]]:
-    """Global request indices per replica, in list order."""
-    groups: list[list[int]] = [[] for _ in range(instance.replicas)]
-    for i, r in enumerate(instance.requests):
-        groups[r.replica].append(i)
-    return groups
 
 
 def solve_instance(instance, capacity_after: Sequence[int] | None = None) -> CachePlan:

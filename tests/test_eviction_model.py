@@ -13,6 +13,7 @@ from eviction_bruteforce import brute_force, random_paths
 from servopt.analysis.eviction_check import check_result
 from servopt.instances.eviction import EvictionInstance, EvictionRequest
 from servopt.models import eviction as model
+from servopt.solvers import eviction_milp
 from servopt.simulator import registry
 from servopt.simulator.eviction_replay import policy_hits, replay
 from servopt.solvers.eviction_belady import belady_hits, belady_plan, next_uses
@@ -85,7 +86,7 @@ def test_milp_equals_brute_force_with_depth_weights_and_capacities():
         caps_list = caps if isinstance(caps, list) else [caps] * len(paths)
         weights = [rng.choice([1, 2, 3, 7]) for _ in range(4)]
         inst = _instance(paths, capacity=4)
-        res, prog, x = model.solve_direct(inst, caps=caps_list, weights=weights, time_limit_s=60, rel_gap=0)
+        res, prog, x = eviction_milp.solve_direct(inst, caps=caps_list, weights=weights, time_limit_s=60, rel_gap=0)
         best = brute_force(paths, caps_list, weights)
         assert res.status == "optimal"
         assert round(-res.objective) == best, (paths, caps_list, weights)
@@ -100,7 +101,7 @@ def test_milp_equals_belady_on_unit_weights():
     for paths, caps in _tiny_cases(40, seed=8):
         caps_list = caps if isinstance(caps, list) else [caps] * len(paths)
         inst = _instance(paths, capacity=4)
-        res, _, _ = model.solve_direct(inst, caps=caps_list, weights=None, time_limit_s=60, rel_gap=0)
+        res, _, _ = eviction_milp.solve_direct(inst, caps=caps_list, weights=None, time_limit_s=60, rel_gap=0)
         assert round(-res.objective) == belady_plan(paths, caps_list).hit_blocks
 
 
@@ -121,7 +122,7 @@ def test_milp_equals_belady_on_shipped_mooncake_slice():
     ref = resources.files("servopt.instances").joinpath("data", "eviction_mooncake_conversation_1000.jsonl")
     paths = [json.loads(line)["hash_ids"] for line in ref.read_text().splitlines()[:300]]
     inst = _instance(paths, capacity=300)
-    res, _, _ = model.solve_direct(inst, caps=[300] * len(paths), weights=None, time_limit_s=120, rel_gap=0)
+    res, _, _ = eviction_milp.solve_direct(inst, caps=[300] * len(paths), weights=None, time_limit_s=120, rel_gap=0)
     assert res.status == "optimal"
     assert round(-res.objective) == belady_plan(paths, 300).hit_blocks
 
@@ -130,7 +131,7 @@ def test_lp_relaxation_bounds_the_weighted_optimum():
     for paths, caps in _tiny_cases(20, seed=9):
         caps_list = caps if isinstance(caps, list) else [caps] * len(paths)
         inst = _instance(paths, capacity=4)
-        res, _, _ = model.solve_direct(inst, caps=caps_list, weights=[1, 4, 9, 16], time_limit_s=60, relax=True)
+        res, _, _ = eviction_milp.solve_direct(inst, caps=caps_list, weights=[1, 4, 9, 16], time_limit_s=60, relax=True)
         assert -res.objective >= brute_force(paths, caps_list, [1, 4, 9, 16]) - 1e-6
 
 
@@ -142,7 +143,7 @@ def test_several_caches_solve_independently():
 
     plan = solve_instance(inst)
     assert plan.hits == (0, 0, 2, 2, 2)
-    res, prog, x = model.solve_direct(inst, caps=[2] * 5, weights=None, time_limit_s=60, rel_gap=0)
+    res, prog, x = eviction_milp.solve_direct(inst, caps=[2] * 5, weights=None, time_limit_s=60, rel_gap=0)
     assert round(-res.objective) == 6
     assert check_result(inst, _result(inst, model.plan_from_x(prog, x, inst), 6)) == []
 

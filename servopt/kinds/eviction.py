@@ -99,7 +99,8 @@ def solve(instance, *, time_limit_s: float, options: dict | None = None) -> dict
                            seconds=time.perf_counter() - t0, solver=None, weights=weights)
         return _result(instance, belady, method="belady", status="optimal", objective=b_value, bound=b_value,
                        seconds=time.perf_counter() - t0, solver="belady-bypass (exact)", weights=weights)
-    from servopt.models.eviction import fill_plan, hits_from_x, plan_from_x, round_lp, solve_direct
+    from servopt.models.eviction import hits_from_x, plan_from_x
+    from servopt.solvers.eviction_milp import fill_plan, round_lp, solve_direct
 
     if options.get("export"):
         from servopt.models.eviction import build
