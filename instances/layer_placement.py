@@ -239,7 +239,12 @@ def depth_bounded(instance: LayerPlacementInstance, max_depth: int | None) -> La
     """
     if not max_depth:
         return instance
-    m = math.ceil(instance.num_layers / max_depth)
+    return with_min_stage(instance, math.ceil(instance.num_layers / max_depth), max_depth)
+
+
+def with_min_stage(instance: LayerPlacementInstance, min_layers: int, max_depth: int | None = None):
+    """The instance in which only nodes holding >= ``min_layers`` layers carry flow (see ``depth_bounded``)."""
+    m = min_layers
     if m <= 1:
         return instance
     nodes = tuple(ComputeNode(n.id, n.type, tuple(DEPTH_EPSILON_TOKENS_PER_S if k < m else t

@@ -141,7 +141,8 @@ def _lengths_at(table, F: float) -> list[int]:
 
 
 def find_chain(oracle: FlowOracle, F: float = 0.0, *, banned=frozenset(), max_expansions: int = 200_000,
-               start_caps: dict | None = None, end_caps: dict | None = None, length: int | None = None):
+               start_caps: dict | None = None, end_caps: dict | None = None, length: int | None = None,
+               deadline: float | None = None):
     """A simple path source -> ... -> sink with links >= F whose nodes can hold L layers at T(k) >= F.
 
     Returns (path of node indices with lengths, exhaustive) where path is a list of (i, k) or None;
@@ -236,8 +237,9 @@ def find_chain(oracle: FlowOracle, F: float = 0.0, *, banned=frozenset(), max_ex
     def dfs(v, held):
         nonlocal expansions
         expansions += 1
-        if expansions > max_expansions:
-            exhausted[0] = True
+        if expansions > max_expansions or (deadline is not None and expansions % 32 == 0
+                                           and time.perf_counter() > deadline):
+            exhausted[0] = True  # stopped early: a None is then no proof
             return None
         path.append(v)
         on_path.add(v)
@@ -286,7 +288,7 @@ def best_chain(oracle: FlowOracle, *, banned=frozenset(), deadline: float | None
         if deadline is not None and time.perf_counter() > deadline:
             break
         mid = (lo + hi) // 2
-        got, _ = find_chain(oracle, cands[mid], banned=banned, max_expansions=max_expansions, **where)
+        got, _ = find_chain(oracle, cands[mid], banned=banned, max_expansions=max_expansions, deadline=deadline, **where)
         if got is not None:
             best, lo = (cands[mid], got), mid + 1
         else:
@@ -945,7 +947,8 @@ def trunk_layouts(oracle: FlowOracle, *, deadline: float, max_layouts: int = 6):
                     where = dict(start_caps=dict(oracle.src_cap), end_caps=anywhere)
                 trunk = None
                 for ell in range(length, max(length - 6, 0), -1):
-                    got, _ = find_chain(oracle, F, banned=outside, max_expansions=3_000, length=ell, **where)
+                    got, _ = find_chain(oracle, F, banned=outside, max_expansions=3_000, length=ell, deadline=deadline,
+                                        **where)
                     if got is not None:
                         trunk = got
                         break
