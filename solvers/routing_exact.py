@@ -22,8 +22,10 @@ some ``OPT`` it gives a lower bound, with upper bounds (feasible schedules) a fe
 Bounds and pruning (which ``OPT_c(T)`` are worth solving)
 ---------------------------------------------------------
 ``LB_c(T)``: the memory-time volume bound (Jaillet et al., Lemmas 4.4-4.7, as in analysis/kv_bounds.py:
-the k-th finisher of ``T`` ends no earlier than ``a_min + ceil(V_k / M_c)`` and no earlier than the
-k-th smallest ``a_i + o_i``), lifted along subsets: removing request ``i`` from an optimal schedule
+the k-th finisher of ``T`` ends no earlier than the k-th finish of the shortest-remaining-volume-first
+fluid schedule of the volumes on a server of speed ``M_c``, each released at its arrival
+(solvers/routing_search.py), and no earlier than the k-th smallest ``a_i + o_i``), the chain bound of
+solvers/kv_schedule_certify.py, lifted along subsets: removing request ``i`` from an optimal schedule
 of ``T`` leaves a feasible schedule of ``T \ {i}``, so ``OPT(T) >= OPT(T \ {i}) + o_i`` (total
 latency; ``OPT(T) >= OPT(T \ {i})`` for the makespan), applied with the best known value of
 ``T \ {i}`` (exact once solved). ``G_{-k}(S)``: the DP above over the replicas other than ``k`` on
@@ -132,17 +134,16 @@ def _partition(choices, n: int) -> list[int]:
 
 
 def _volume_bound(a, s, o, M, members, objective) -> float:
-    """Volume bound of the module docstring for requests ``members`` on one replica of memory ``M``."""
-    vols = sorted(s[i] * o[i] + o[i] * (o[i] + 1) // 2 for i in members)
-    a_min = min(a[i] for i in members)
-    if objective == "makespan":
-        return float(max(a_min + math.ceil(sum(vols) / M), max(a[i] + o[i] for i in members)))
+    """Volume bound of the module docstring for requests ``members`` on one replica of memory ``M``, with
+    each volume released at its own arrival and served shortest-remaining-first (solvers/routing_search.py,
+    ``srpt_finishes``: the k-th fluid finish is a lower bound on the k-th finish)."""
+    from servopt.solvers.routing_search import srpt_finishes
+
+    fluid = sorted(srpt_finishes([a[i] for i in members], [s[i] * o[i] + o[i] * (o[i] + 1) // 2 for i in members], M))
     own = sorted(a[i] + o[i] for i in members)
-    total, cum = 0, 0
-    for k, v in enumerate(vols):
-        cum += v
-        total += max(a_min + math.ceil(cum / M), own[k])
-    return float(total - sum(a[i] for i in members))
+    if objective == "makespan":
+        return float(max(fluid[-1], own[-1]))
+    return float(sum(max(f, c) for f, c in zip(fluid, own)) - sum(a[i] for i in members))
 
 
 _THRESHOLD = "threshold"

@@ -8,8 +8,9 @@ Lower bounds (all valid for every routing; the best one is reported)
 *Pooled relaxation.* Merge all replicas into one of memory ``sum_k M_k``: in any routing the
 tokens held in a round on all replicas together are at most ``sum_k M_k``, so every routing is a
 feasible ``kv_schedule`` of the pooled instance and ``OPT_pooled <= OPT``. Any valid lower bound on
-the pooled instance bounds the routing optimum: the volume bound (analysis/kv_bounds.py's formula,
-Jaillet et al. arXiv 2502.07115 Lemmas 4.4-4.7) and the LP relaxation of the ``aggregated-window``
+the pooled instance bounds the routing optimum: the SRPT fluid bound (``_volume``: the volume bound
+of analysis/kv_bounds.py, Jaillet et al. arXiv 2502.07115 Lemmas 4.4-4.7, with each volume released
+at its own arrival and served shortest-remaining-first) and the LP relaxation of the ``aggregated-window``
 program (models/kv_schedule_aggregated.py) with the cut-off windows from the routing incumbent
 ``U`` (valid since ``OPT_pooled <= OPT <= U``).
 
@@ -66,12 +67,28 @@ class SearchResult:
 
 # ----------------------------------------------------------------------------- bounds
 
+LP_NONZEROS_PER_SECOND = 2e5  # LP skipped when its estimated size exceeds this times the seconds it may use
+
+
+def lp_size_estimate(requests, cutoff: float | None) -> float:
+    """Nonzeros of the time-indexed pooled LP with the cut-off windows (an upper estimate for the
+    aggregated build): per request its window length times its output length."""
+    a_max = max(int(r.arrival) for r in requests)
+    total_o = sum(r.output_tokens for r in requests)
+    T = a_max + total_o
+    slack = math.inf if cutoff is None else cutoff - total_o
+    return float(sum(max(0.0, min(T - r.output_tokens - r.arrival, slack) + 1) * r.output_tokens for r in requests))
+
+
 def _pool_bound(requests, memory: int, objective: str, *, cutoff: float | None, seconds: float, use_lp: bool) -> tuple[float, str]:
     from servopt.solvers.kv_schedule_certify import lp_bound
 
     inst = KVScheduleInstance(int(memory), tuple(requests), objective)
     vol = _volume(inst)
-    best, src = vol, "volume"
+    best, src = vol, "srpt"
+    # the build is not bounded by HiGHS's time limit: skip an LP too big for the seconds it may use
+    if lp_size_estimate(requests, cutoff) > LP_NONZEROS_PER_SECOND * seconds:
+        return best, src
     if use_lp and objective != "makespan" and seconds > 0.2 and len(requests) > 1:
         try:
             value, _, _ = lp_bound(inst, formulation="aggregated-window", cutoff=cutoff, time_limit_s=seconds)
@@ -82,19 +99,55 @@ def _pool_bound(requests, memory: int, objective: str, *, cutoff: float | None, 
     return best, src
 
 
+def srpt_finishes(arrivals, volumes, memory: int) -> list[int]:
+    """Per request the round by which the shortest-remaining-volume-first fluid schedule has served it.
+
+    Work is measured in token-rounds, one replica serves ``memory`` of them per round, request ``j``'s
+    volume becomes available at its arrival round ``a_j`` (it holds memory from round ``a_j + 1`` on).
+    Integer arithmetic: time in 1/``memory`` rounds. Returns the finish rounds in the input order."""
+    import heapq
+
+    n = len(arrivals)
+    order = sorted(range(n), key=lambda j: arrivals[j])
+    done = [0] * n
+    heap: list = []
+    t = None
+    k = 0
+    while k < n or heap:
+        if not heap:
+            t = arrivals[order[k]] * memory if t is None else max(t, arrivals[order[k]] * memory)
+        while k < n and arrivals[order[k]] * memory <= t:
+            j = order[k]
+            heapq.heappush(heap, (volumes[j], j))
+            k += 1
+        rem, j = heapq.heappop(heap)
+        nxt = arrivals[order[k]] * memory if k < n else math.inf
+        if t + rem <= nxt:
+            t += rem
+            done[j] = -(-t // memory)  # ceil: the round in which its last token-round is served
+        else:
+            heapq.heappush(heap, (rem - (nxt - t), j))
+            t = nxt
+    return done
+
+
 def _volume(inst: KVScheduleInstance) -> float:
+    """The SRPT bound: request ``i`` holds ``v_i = s_i o_i + o_i (o_i + 1) / 2`` token-rounds after its arrival,
+    at most ``M`` per round in all. Every schedule is then a fluid schedule of these volumes on one server
+    of speed ``M``, finishing each request no earlier than it really finishes; shortest remaining volume first
+    keeps the fewest requests unfinished at every time (Schrage, "A proof of the optimality of the shortest
+    remaining processing time discipline", Oper. Res. 16 (1968)), so the k-th SRPT finish round is at most
+    the k-th finish of any schedule. Each finish is also at least ``a_i + o_i`` (k-th smallest, as in
+    analysis/kv_bounds.py, whose bound this one dominates: it releases every volume at ``a_min``)."""
     reqs = inst.requests
     M = inst.memory_tokens
-    a_min = min(int(r.arrival) for r in reqs)
-    vols = sorted(r.prompt_tokens * r.output_tokens + r.output_tokens * (r.output_tokens + 1) // 2 for r in reqs)
-    if inst.objective == "makespan":
-        return float(max(a_min + math.ceil(sum(vols) / M), max(int(r.arrival) + r.output_tokens for r in reqs)))
+    arrivals = [int(r.arrival) for r in reqs]
+    vols = [r.prompt_tokens * r.output_tokens + r.output_tokens * (r.output_tokens + 1) // 2 for r in reqs]
+    fluid = sorted(srpt_finishes(arrivals, vols, M))
     own = sorted(int(r.arrival) + r.output_tokens for r in reqs)
-    total, cum = 0, 0
-    for k, v in enumerate(vols):
-        cum += v
-        total += max(a_min + math.ceil(cum / M), own[k])
-    return float(total - sum(int(r.arrival) for r in reqs))
+    if inst.objective == "makespan":
+        return float(max(fluid[-1], own[-1]))
+    return float(sum(max(f, c) for f, c in zip(fluid, own)) - sum(arrivals))
 
 
 def lower_bounds(instance: RoutingInstance, *, cutoff: float | None, seconds: float, use_lp: bool = True) -> dict:

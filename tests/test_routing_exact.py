@@ -166,3 +166,25 @@ def test_search_improves_a_poor_router_and_stays_feasible():
     res = solve_search(inst, time_limit_s=5, incumbents=scheds)
     assert res.objective < start
     assert check_result(inst, _result(inst, res.schedule, res.objective, res.bound)) == []
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), horizon=st.integers(1, 10), objective=st.sampled_from(["total_latency", "makespan"]))
+def test_srpt_bound_is_below_the_one_replica_optimum_and_above_the_volume_bound(seed, horizon, objective):
+    from servopt.analysis.kv_bounds import volume_lower_bound
+    from servopt.solvers.routing_search import _volume
+
+    data = R.synthetic(seed, n=5, memories=(9,), prompt_max=3, output_max=6, arrival_horizon=horizon, objective=objective)
+    inst = R.RoutingInstance.from_dict(data).replica_instance(0, range(5))
+    opt, _ = brute_force_optimum(inst)
+    srpt = _volume(inst)
+    assert volume_lower_bound(inst) <= srpt <= opt
+
+
+def test_srpt_finishes_by_hand():
+    from servopt.solvers.routing_search import srpt_finishes
+
+    # M = 2; volumes 4 (arrives 0) and 1 (arrives 1): time 0-1 serves 2 of the first; at 1 the second (1)
+    # is shorter: done at 1.5 -> round 2; the first resumes, 2 left, done at 2.5 -> round 3
+    assert srpt_finishes([0, 1], [4, 1], 2) == [3, 2]
+    assert srpt_finishes([0, 5], [2, 2], 2) == [1, 6]  # idle gap: the second starts at its arrival
