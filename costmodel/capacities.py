@@ -192,6 +192,49 @@ def capacity(llm: str, gpu: str, tp: int, role: str, prompt_tokens: int, output_
     return CapacityRow(cm.gpu.name, tp, role, prompt_tokens, output_tokens, rps, B, ttft, tpot, limit)
 
 
+def operating_point(llm: str, gpu: str, tp: int, role: str, prompt_tokens: int, output_tokens: int, rps: float, *,
+                    assumptions: CapacityAssumptions = CapacityAssumptions()) -> dict:
+    """Mean TTFT / TPOT (ms) of one instance serving ``rps`` requests/s of one size: the models above
+    evaluated below capacity instead of at it (for explaining a plan at its utilisation).
+
+    prefill: the M/D/1 mean TTFT ``D + λ D² / (2 (1000 - λ D))``; decode: the batch ``B`` solving Little's
+    law ``B = λ · steps · t(B) / 1000`` (fixed-point iteration; ``t`` grows slowly in ``B``) and TPOT
+    ``t(B)``; colocated: ``c = λ / (1 - λ D / 1000)`` decode-only rate, ``B = c · steps · t(B) / 1000``,
+    TPOT ``t(B) / (1 - ρ_p)``, TTFT ``D + λ D² / (2 (1000 - λ D)) + t(B)``. ``None`` where the role has no
+    such latency; ``inf`` when ``rps`` is beyond what the instance can sustain at all.
+    """
+    cm = _cost_model(llm, gpu, tp, assumptions.profile)
+    steps = max(output_tokens - 1, 1)
+    ctx = prompt_tokens + output_tokens / 2.0
+    out = {"ttft_ms": None, "tpot_ms": None, "batch": None}
+    lam = max(float(rps), 0.0)
+    D = cm.prefill_ms(prompt_tokens)
+    if role in ("prefill", "colocated"):
+        if lam * D >= 1000.0:
+            return {**out, "ttft_ms": math.inf, "tpot_ms": math.inf if role == "colocated" else None}
+        out["ttft_ms"] = D + lam * D * D / (2.0 * (1000.0 - lam * D))
+        if role == "prefill":
+            return out
+    rate = lam if role == "decode" else lam / (1.0 - lam * D / 1000.0)
+    B = rate * steps * _decode_ms(cm, 1.0, ctx) / 1000.0
+    for _ in range(200):
+        nxt = rate * steps * _decode_ms(cm, max(B, 1e-9), ctx) / 1000.0
+        if abs(nxt - B) <= 1e-9 * max(1.0, B):
+            B = nxt
+            break
+        B = nxt
+        if B > 1e7:
+            return {**out, "tpot_ms": math.inf, "ttft_ms": math.inf if role == "colocated" else None}
+    t = _decode_ms(cm, max(B, 1e-9), ctx)
+    out["batch"] = B
+    if role == "decode":
+        out["tpot_ms"] = t
+    else:
+        out["tpot_ms"] = t / (1.0 - lam * D / 1000.0)
+        out["ttft_ms"] += t
+    return out
+
+
 def capacity_table(llm: str, gpus: list[str], buckets: list[tuple[int, int]], *, ttft_ms: float, tpot_ms: float,
                    roles=ROLES, assumptions: CapacityAssumptions = CapacityAssumptions()) -> list[CapacityRow]:
     """Every (gpu, tp, role, bucket) capacity; TP degrees where the weights do not fit are left out."""

@@ -11,8 +11,9 @@ def console():
     from rich.console import Console
 
     probe = Console()
-    # Pipes and CI logs report 80 columns; tables of plans need more to stay readable.
-    return Console(soft_wrap=False, width=probe.width if probe.is_terminal and probe.width >= 120 else 160)
+    # A terminal's own width (tables shrink or drop columns to fit it); pipes, files and CI logs get 100
+    # columns, enough for every table without the terminal to measure.
+    return Console(soft_wrap=False, width=probe.width if probe.is_terminal else 100)
 
 
 def read_instance(path: str):

@@ -21,7 +21,8 @@ def register(subparsers) -> None:
 def run(args) -> int:
     check_solver_options(args)
     module, instance, _ = read_instance(args.file)
-    options = {"rel_gap": args.rel_gap, "solver": args.solver, "formulation": args.formulation, "export": args.export}
+    options = {"rel_gap": args.rel_gap, "solver": args.solver, "formulation": args.formulation, "export": args.export,
+               "explain": True}  # pd_placement: per-bucket view, binding constraints, alternatives
     if args.improve_seconds:
         from servopt.errors import InputError
 

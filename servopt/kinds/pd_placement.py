@@ -282,6 +282,13 @@ def solve(instance: pdi.PDPlacementInstance, *, time_limit_s: float, options: di
     })
     if plan is not None:
         out.update(plan.to_dict())
+        if options.get("explain"):
+            # per bucket, binding constraints and the alternatives beside the optimum (analysis/explain.py); the
+            # comparison solves share what is left of 1.05 x the limit, at most max(2 s, 20 % of it)
+            from servopt.analysis.explain import pd_explanation
+
+            deadline = min(wall0 + 1.05 * time_limit_s, time.perf_counter() + max(2.0, 0.2 * time_limit_s))
+            out["explanation"] = pd_explanation(instance, out, deadline=deadline)
     return out
 
 
@@ -330,6 +337,10 @@ def render(result: dict, console) -> None:
     if served is not None:
         console.print(f"served {served:.6g} of {result.get('rate_rps')} rps; cost {result.get('cost_usd_per_hour', 0):.4f} $/h "
                       f"({len(result.get('assignment', []))} assignment rows, {len(result.get('unserved', []))} unserved slices)")
+    if result.get("explanation"):
+        from servopt.analysis.explain import render_pd
+
+        render_pd(result["explanation"], result, console)
 
 
 def _example(name: str) -> dict:
