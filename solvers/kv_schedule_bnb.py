@@ -51,7 +51,7 @@ removes only schedules that a single move improves strictly, so no optimal sched
 memo below stays valid because the schedule it maps an optimum to is optimal too, hence justified.
 Makespan is excluded (an earlier finish need not lower it).
 
-*Measured* (benchmarks/results/kv_schedule_exact_order.md: device host, 16 solves at a time, 60 s,
+*Measured* (git history: benchmarks/results/kv_schedule_exact_order.md: device host, 16 solves at a time, 60 s,
 12 seeds per n and arrival model, LP policy ``root``): with the deferral rule and candidates longest
 output first, n = 12 all at 0: 12 of 12 proven (median 5.1 s, slowest 33.6 s); Poisson: 10 of 12
 (median 7.1 s). Shortest first without the rule (twin order by arrival on in both): 10 of 12
@@ -105,12 +105,12 @@ root's box and, at every node, evaluates the Lagrangian bound with the root's ro
 ``decision`` re-solves the node LP at every decision round (and passes its duals down);
 ``shallow`` only at the decision rounds of nodes with at most half of the requests started,
 ``quarter`` with at most a quarter; ``always`` at every node; ``none`` uses the combinatorial bounds only. Measured on 6+6 instances of
-n = 10 and 12 (benchmarks/results/kv_schedule_exact_lp.md, 60 s): the LP bounds shrink the gap left
+n = 10 and 12 (git history: benchmarks/results/kv_schedule_exact_lp.md, 60 s): the LP bounds shrink the gap left
 at the time limit (n = 12 Poisson mean 10.1 % -> 4.4 %) but prove no more instances than ``none``;
 the remaining n = 12 instances are limited by the incumbent as much as by the bound (Poisson seed 1:
 start 560-564, optimum 540, proven by ``decision`` in 279 s on the device host). Starting from
 improved incumbents (``improve_seconds``) did not change which n = 12 instances are proven
-(benchmarks/results/kv_schedule_exact_lp_improve.md): there the bound is the limit.
+(git history: benchmarks/results/kv_schedule_exact_lp_improve.md): there the bound is the limit.
 
 A node is pruned when its bound (rounded up for integer objectives) is not below the incumbent.
 The incumbent starts from the caller's schedule (SGS + local search and the online policies of
@@ -397,7 +397,7 @@ def branch_and_bound(instance: KVScheduleInstance, *, time_limit_s: float, incum
     ``improve_seconds > 0``: when a first search of ``quick_seconds`` does not finish, spend that long
     improving its incumbent (ILS + MIP-LNS, solvers/kv_schedule_improve.py) and search again from it
     with the time left. A better incumbent prunes more: at n = 12 the starting schedules were 1-4 %
-    above the optimum (benchmarks/results/kv_schedule_exact_lp.md).
+    above the optimum (git history: benchmarks/results/kv_schedule_exact_lp.md).
     """
     from servopt.solvers.kv_schedule_certify import best_heuristic_schedule
 

@@ -18,7 +18,7 @@ All three objectives: total and weighted latency (costs add up, the deferral rul
 makespan (the cost is the latest finish so far, its bound ``max(cost, tau_|U|, max_j L_j)``, no
 deferral rule and no LP, as in the Python search).
 
-Measured on the 12 n = 12 instances of benchmarks/results/kv_schedule_exact_lp.md (seeds 0-5 per
+Measured on the 12 n = 12 instances of git history: benchmarks/results/kv_schedule_exact_lp.md (seeds 0-5 per
 arrival model; 2-core development machine, one solve at a time): all 12 proven, 11 of them within
 2.7 s, Poisson seed 0 (optimum 551, 6.5 M nodes) in 12.6 s; about 500,000 nodes per second against
 about 20,000 in the Python search. Makespan, n = 7: 0.2-0.35 s against 8.7-16 s.

@@ -147,7 +147,7 @@ def test_lp_bound_at_the_root_beats_the_combinatorial_one_on_the_paper_family():
     root_lp, _ = _NodeLP(inst, cutoff=incumbent).solve([-1] * inst.n, set(range(inst.n)),
                                                         {j: int(r.arrival) for j, r in enumerate(inst.requests)},
                                                         time_limit_s=600.0)
-    # measured: 505 vs a combinatorial 385 (optimum at most 551, benchmarks/results/kv_schedule_exact_lp.md)
+    # measured: 505 vs a combinatorial 385 (optimum at most 551, git history: benchmarks/results/kv_schedule_exact_lp.md)
     assert math.ceil(root_lp - 1e-6) > volume_lower_bound(inst) + 50
     assert root_lp <= 551
 
