@@ -1,0 +1,183 @@
+"""Exhaustive search over batch sequences for tiny ``batching`` instances: the exact reference.
+
+Enumerates every sequence of non-empty iterations (every participant set, every chunk size
+1..min(remaining, B), every decode choice) that obeys the budget, batch, memory and continuous
+rules of ``servopt.instances.batching``, so it needs no horizon and shares no code with the MILP
+(``models/batching.py``).
+
+* total_latency / makespan: times are the earliest ones (a later start never lowers either
+  objective), so a depth-first branch-and-bound with two safe prunings finds the optimum:
+  (1) a lower bound: every unfinished request still needs ``ceil(rem_prompt / B) + rem_decodes``
+  iterations of its own, each at least ``fixed`` plus its own token and context costs, starting
+  no earlier than ``max(E_prev, a_i)``; (2) dominance: two partial sequences that reach the same
+  progress vector, one with an earlier or equal end and lower or equal cost so far, the later
+  one cannot do better (the rest of the problem only depends on the progress and on E_prev,
+  monotonically).
+* goodput: every complete sequence is timed with ``best_timing`` (the least ends meeting the
+  largest SLO set, over all subsets), no pruning: only for a handful of tokens.
+
+``max_nodes`` and ``deadline`` bound the work; exceeding either raises ``SearchTooLarge`` (never a
+silent answer).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from itertools import product
+
+from servopt.instances.batching import BatchingInstance, BatchSchedule, best_timing, timed_schedule
+
+
+class SearchTooLarge(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    schedule: BatchSchedule
+    objective: float
+    nodes: int
+
+
+def _own_remaining_ms(inst: BatchingInstance, i: int, pre: int, dec: int) -> float:
+    r = inst.requests[i]
+    it = inst.iteration
+    rem_p = r.prompt_tokens - pre
+    rem_d = r.output_tokens - 1 - dec
+    iters = math.ceil(rem_p / inst.token_budget) + rem_d
+    ctx = sum(r.prompt_tokens + j for j in range(dec, r.output_tokens - 1))
+    return iters * it.fixed_ms + it.per_prefill_token_ms * rem_p + it.per_decode_token_ms * rem_d + it.per_context_token_ms * ctx
+
+
+def _options(inst: BatchingInstance, i: int, pre: int, dec: int):
+    r = inst.requests[i]
+    opts = [None]
+    if pre < r.prompt_tokens:
+        opts += [("p", c) for c in range(min(r.prompt_tokens - pre, inst.token_budget), 0, -1)]
+    elif dec < r.output_tokens - 1:
+        opts.append(("d", 1))
+    return opts
+
+
+def _batches(inst: BatchingInstance, pre, dec, finished):
+    """All admissible non-empty batches from a progress state."""
+    n = inst.n
+    B, S, M = inst.token_budget, inst.batch_limit, inst.memory_limit
+    reqs = inst.requests
+    per = []
+    for i in range(n):
+        if finished[i]:
+            per.append([None])
+            continue
+        opts = _options(inst, i, pre[i], dec[i])
+        if inst.continuous and pre[i] > 0:
+            opts = [o for o in opts if o is not None]
+        per.append(opts)
+    for combo in product(*per):
+        tokens = 0
+        count = 0
+        for o in combo:
+            if o is not None:
+                tokens += o[1]
+                count += 1
+        if count == 0 or tokens > B or count > S:
+            continue
+        mem = 0
+        for i in range(n):
+            if finished[i]:
+                continue
+            p = pre[i] + (combo[i][1] if combo[i] and combo[i][0] == "p" else 0)
+            d = dec[i] + (1 if combo[i] and combo[i][0] == "d" else 0)
+            if p > 0:
+                mem += p + d
+        if mem > M:
+            continue
+        yield tuple((i, o[0], o[1]) for i, o in enumerate(combo) if o is not None), reqs
+
+
+def exhaustive(instance: BatchingInstance, *, max_nodes: int = 2_000_000, deadline: float | None = None) -> SearchResult:
+    """The optimum by exhaustive search (module docstring); ``deadline`` is a ``time.perf_counter()`` value."""
+    import time
+
+    inst = instance
+    n = inst.n
+    reqs = inst.requests
+    it = inst.iteration
+    goodput = inst.objective == "goodput"
+    makespan = inst.objective == "makespan"
+    best = {"value": math.inf, "key": None, "batches": None}
+    nodes = 0
+    seen: dict[tuple, list[tuple[float, float]]] = {}
+
+    def advance(pre, dec, kv, finished, batch):
+        pre, dec, kv, finished = list(pre), list(dec), list(kv), list(finished)
+        events = []
+        for i, kind, tok in batch:
+            r = reqs[i]
+            if kind == "p":
+                pre[i] += tok
+                kv[i] += tok
+                if pre[i] == r.prompt_tokens and r.output_tokens == 1:
+                    finished[i] = True
+                    events.append(i)
+            else:
+                dec[i] += 1
+                kv[i] += 1
+                if dec[i] == r.output_tokens - 1:
+                    finished[i] = True
+                    events.append(i)
+        return pre, dec, kv, finished, events
+
+    def dfs(pre, dec, kv, finished, e_prev, cost, seq):
+        nonlocal nodes
+        nodes += 1
+        if nodes > max_nodes:
+            raise SearchTooLarge(f"more than {max_nodes} search nodes")
+        if deadline is not None and nodes % 512 == 0 and time.perf_counter() > deadline:
+            raise SearchTooLarge(f"deadline reached after {nodes} search nodes")
+        if all(finished):
+            if goodput:
+                sched = best_timing(inst, seq)
+                key = (-sched.objective_value(inst), sched.total_latency_ms(inst))
+                if best["key"] is None or key < best["key"]:
+                    best["key"], best["batches"], best["sched"] = key, list(seq), sched
+            elif cost < best["value"] - 1e-9:
+                best["value"], best["batches"] = cost, list(seq)
+            return
+        if not goodput:
+            lb = cost
+            for i in range(n):
+                if not finished[i]:
+                    t = max(e_prev, reqs[i].arrival_ms) + _own_remaining_ms(inst, i, pre[i], dec[i])
+                    lb = max(lb, t) if makespan else lb + t - reqs[i].arrival_ms
+            if lb >= best["value"] - 1e-9:
+                return
+            state = (tuple(pre), tuple(dec))
+            kept = seen.setdefault(state, [])
+            for e, c in kept:
+                if e <= e_prev + 1e-12 and c <= cost + 1e-12:
+                    return
+            kept[:] = [(e, c) for e, c in kept if not (e_prev <= e and cost <= c)]
+            kept.append((e_prev, cost))
+        for batch, _ in _batches(inst, pre, dec, finished):
+            start = max([e_prev] + [reqs[i].arrival_ms for i, _, _ in batch])
+            ctx = sum(kv[i] for i, kind, _ in batch if kind == "d")
+            chunks = sum(tok for _, kind, tok in batch if kind == "p")
+            decs = sum(1 for _, kind, _ in batch if kind == "d")
+            end = start + it.ms(chunks, decs, ctx)
+            pre2, dec2, kv2, fin2, events = advance(pre, dec, kv, finished, batch)
+            if makespan:
+                cost2 = max([cost] + [end for _ in events])
+            else:
+                cost2 = cost + sum(end - reqs[i].arrival_ms for i in events)
+            seq.append(batch)
+            dfs(pre2, dec2, kv2, fin2, end, cost2, seq)
+            seq.pop()
+
+    dfs([0] * n, [0] * n, [0] * n, [False] * n, 0.0, 0.0, [])
+    if goodput:
+        sched = best["sched"]
+    else:
+        sched = timed_schedule(inst, best["batches"], method="exhaustive")
+    sched = BatchSchedule(sched.starts_ms, sched.ends_ms, sched.batches, sched.requests, "exhaustive", {"nodes": nodes})
+    return SearchResult(sched, sched.objective_value(inst), nodes)
