@@ -104,10 +104,11 @@ def _pd_buckets(instance, result: dict) -> list[dict]:
                     if not mu or use is None:
                         continue
                     lat, limit = _latency(instance, g, tp, role, b, use["utilisation"] * mu)
+                    # JSON has no infinity: a latency beyond any bound (overload) is reported as null
                     if lat.get("ttft_ms") is not None:
-                        item["ttft_ms"] = lat["ttft_ms"]
+                        item["ttft_ms"] = lat["ttft_ms"] if math.isfinite(lat["ttft_ms"]) else None
                     if lat.get("tpot_ms") is not None:
-                        item["tpot_ms"] = lat["tpot_ms"]
+                        item["tpot_ms"] = lat["tpot_ms"] if math.isfinite(lat["tpot_ms"]) else None
                     item["limited_by"] = ", ".join(x for x in (item["limited_by"], f"{role}: {limit}") if x)
             entry["served_by"].append(item)
         rows.append(entry)
@@ -604,6 +605,8 @@ def kv_explanation(instance, result: dict, *, policies=None, top: int = 10) -> d
         names = policies or list(DEFAULT_KV_POLICIES)
         optimum = {"objective": result.get("objective"), "bound": result.get("bound"), "status": result.get("status"),
                    "method": result.get("method")}
+        if result.get("policy"):  # a servopt simulate result: the delays are against that policy's schedule
+            optimum["reference"] = f"policy {result['policy']} (not an optimum)"
     if not opt_rows:
         raise InputError("RESULT", "the result carries no schedule of the optimum (a comparison from an older servopt: "
                                    "run servopt compare again, or explain a servopt solve result)")
@@ -641,8 +644,11 @@ def render_kv(expl: dict, console) -> None:
     from rich.table import Table
 
     o = expl["optimum"]
-    console.print(f"kv_schedule ({expl['objective_name']}): optimum {o.get('objective')} by {o.get('method')} "
-                  f"(bound {o.get('bound')}, status {o.get('status')})")
+    if o.get("reference"):
+        console.print(f"kv_schedule ({expl['objective_name']}): reference schedule = {o['reference']}, cost {o.get('objective')}")
+    else:
+        console.print(f"kv_schedule ({expl['objective_name']}): optimum {o.get('objective')} by {o.get('method')} "
+                      f"(bound {o.get('bound')}, status {o.get('status')})")
     s = Table(title="where the policies lose against the optimum (rounds)", title_justify="left",
               caption="ratio = policy / optimum; later/earlier: requests finishing after/before their optimum finish")
     for col in ("policy", "cost", "ratio", "later", "lost", "earlier", "gained"):
@@ -670,8 +676,8 @@ def render_kv(expl: dict, console) -> None:
 
 
 def generic_summary(result: dict) -> dict:
-    keys = ("kind", "status", "objective_name", "objective", "bound", "gap", "method", "formulation", "solver",
-            "solve_seconds")
+    keys = ("kind", "status", "optimum_status", "objective_name", "objective", "incumbent", "bound", "gap", "method",
+            "formulation", "solver", "solve_seconds")
     out = {k: result.get(k) for k in keys if k in result}
     notes = result.get("notes") or []
     out["notes"] = [str(n) for n in notes] if isinstance(notes, list) else [str(notes)]
@@ -695,3 +701,71 @@ def render_generic(summary: dict, console) -> None:
     console.print(t)
     for n in summary.get("notes", []):
         console.print(f"note: {n}")
+
+
+# ---- dispatch -------------------------------------------------------------------------------------------
+
+
+def needs_instance(result: dict) -> str | None:
+    """Why explaining this result needs its instance (None when the result suffices)."""
+    kind = result.get("kind")
+    if kind in ("kv_schedule", "kv_schedule_comparison"):
+        return ("kv_schedule explanations re-run the online policies on the instance; give it with "
+                "--instance INSTANCE.json")
+    if kind == "pd_placement" and not result.get("explanation"):
+        return ("this pd_placement result carries no explanation (it was written by the Python API or an older "
+                "servopt); give the instance it was solved on with --instance INSTANCE.json")
+    return None
+
+
+def explain(result: dict, instance=None, *, time_limit_s: float = 10.0, policies=None) -> dict:
+    """The explanation of any result (module docstring): ``{"kind", "summary", "details"}``."""
+    if not isinstance(result, dict) or "kind" not in result:
+        raise InputError("RESULT", "not a servopt result (a JSON object with a 'kind')")
+    kind = result["kind"]
+    out = {"kind": kind, "summary": generic_summary(result), "details": None}
+    if kind == "pd_placement":
+        if result.get("explanation") and instance is None:
+            out["details"] = result["explanation"]
+        else:
+            if instance is None:
+                raise InputError("--instance", needs_instance(result))
+            _same_instance_pd(instance, result)
+            out["details"] = pd_explanation(instance, result, deadline=time.perf_counter() + time_limit_s)
+    elif kind == "layer_placement":
+        out["details"] = layer_explanation(result)
+    elif kind in ("kv_schedule", "kv_schedule_comparison"):
+        if instance is None:
+            raise InputError("--instance", needs_instance(result))
+        out["details"] = kv_explanation(instance, result, policies=policies)
+    return out
+
+
+def _same_instance_pd(instance, result: dict) -> None:
+    ids = {b.id for b in instance.buckets}
+    gpus = {g.type for g in instance.gpus}
+    for i, a in enumerate(result.get("assignment", [])):
+        if a.get("bucket") not in ids or a.get("gpu") not in gpus:
+            raise InputError("--instance", f"the result's assignment[{i}] (bucket '{a.get('bucket')}', gpu '{a.get('gpu')}') "
+                                           f"is not in this instance: give the instance the result was solved on")
+
+
+def render(expl: dict, result: dict, console) -> None:
+    kind = expl["kind"]
+    if kind == "pd_placement":
+        s = expl["summary"]
+        unit = "$/h" if result.get("objective_name") == "cost_usd_per_hour" else "rps"
+        obj = result.get("objective")
+        console.print(f"pd_placement ({result.get('mode')}): {'-' if obj is None else f'{obj:,.4f}'} {unit}, status "
+                      f"{s.get('status')}, gap {_pct(s.get('gap'))}, method {s.get('method')}")
+        render_pd(expl["details"], result, console)
+    elif kind == "layer_placement":
+        render_layer(expl["details"], result, console)
+    elif kind in ("kv_schedule", "kv_schedule_comparison"):
+        render_kv(expl["details"], console)
+    else:
+        render_generic(expl["summary"], console)
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.3g}%"

@@ -312,10 +312,15 @@ def demo(*, time_limit_s: float) -> list[dict]:
     result = solve(inst, time_limit_s=time_limit_s, options={})
     rows = [{"instance": inst.name or EXAMPLE, "method": f"boundary MILP + threshold covers ({result['method']})",
              "objective": result["objective"], "bound": result["bound"], "gap": result["gap"],
-             "status": result["status"], "seconds": result["solve_seconds"]}]
+             "status": result["status"], "seconds": result["solve_seconds"], "ratio": 1.0, "unit": "tok/s"}]
     for name, row in result["baselines"].items():
         if row.get("objective") is not None:
+            extra = {}
+            if row["objective"] == 0:  # say why a baseline gives nothing (servopt demo prints it as a footnote)
+                from servopt.analysis.explain import baseline_zero_reason
+
+                extra["note"] = baseline_zero_reason(inst, name)
             rows.append({"instance": inst.name or EXAMPLE, "method": f"baseline: {name}", "objective": row["objective"],
-                         "bound": None, "gap": None, "status": "-",
+                         "bound": None, "gap": None, "status": "-", "unit": "tok/s", **extra,
                          "ratio": row["objective"] / result["objective"] if result["objective"] else None})
     return rows

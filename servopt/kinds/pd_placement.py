@@ -356,9 +356,10 @@ def demo(*, time_limit_s: float) -> list[dict]:
         singles = best_single_type(inst, time_limit_s=time_limit_s)
         best = min((v for v in singles.values() if v is not None), default=None)
         rows.append({"instance": name, "method": "MILP (optimal mix)", "objective": result["objective"],
-                     "bound": result["bound"], "gap": result["gap"], "status": result["status"],
-                     "seconds": result["solve_seconds"]})
+                     "bound": result["bound"], "gap": result["gap"], "status": result["status"], "ratio": 1.0,
+                     "unit": "$/h", "seconds": result["solve_seconds"]})
         if best is not None:
             rows.append({"instance": name, "method": "best single GPU type", "objective": best, "bound": None, "gap": None,
+                         "unit": "$/h",
                          "ratio": best / result["objective"] if result["objective"] else None, "status": "optimal"})
     return rows
