@@ -330,3 +330,38 @@ def trace(seed=0, *, n: int = 400, memories=(128, 128, 96, 96), source: str = "a
             "meta": {"generator": "routing.trace", "seed": seed if isinstance(seed, int) else None, "clipped": clipped},
             "replicas": [{"id": f"g{k}", "memory_tokens": int(m)} for k, m in enumerate(memories)],
             "requests": reqs}
+
+
+def mooncake(seed=0, *, n: int = 200, memories=(160, 160, 128, 128), tokens_per_unit: int = 256, rate: float = 2.0,
+             name: str = "") -> dict:
+    """Requests from the shipped Mooncake conversation sample (instances/data/trace_mooncake_conv_sample.jsonl,
+    the first 200 lines of kvcache-ai/Mooncake FAST25-release/traces/conversation_trace.jsonl, Apache-2.0;
+    Qin et al., FAST'25) with their ``hash_ids`` (512-token prefix blocks), lengths in units of
+    ``tokens_per_unit`` tokens, Poisson(``rate``) arrivals per round in trace order. ``n`` above 200
+    cycles the sample (ids stay unique; the hash ids repeat, as a repeated conversation would)."""
+    import json
+
+    import numpy as np
+    from importlib import resources
+
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    ref = resources.files("servopt.instances").joinpath("data", "trace_mooncake_conv_sample.jsonl")
+    rows = [json.loads(line) for line in ref.read_text(encoding="utf-8").splitlines() if line.strip()]
+    gaps = rng.exponential(1.0 / rate, size=n)
+    arrivals = np.floor(np.cumsum(gaps) - gaps[0]).astype(int)
+    biggest = max(memories)
+    reqs, clipped = [], 0
+    for i in range(n):
+        row = rows[i % len(rows)]
+        s = max(0, math.ceil(row["input_length"] / tokens_per_unit))
+        o = max(1, math.ceil(row["output_length"] / tokens_per_unit))
+        if s + o > biggest:
+            clipped += 1
+            s, o = min(s, biggest - 1), 1 if s >= biggest - 1 else min(o, biggest - s)
+        reqs.append({"id": f"m{i}", "arrival": int(arrivals[i]), "prompt_tokens": int(s), "output_tokens": int(o),
+                     "hash_ids": [int(h) for h in row["hash_ids"]]})
+    return {"kind": KIND, "name": name or f"mooncake-conv-{n}x{len(memories)}",
+            "source": f"Mooncake conversation sample, {tokens_per_unit} tokens per unit; Poisson arrivals {rate}/round",
+            "meta": {"generator": "routing.mooncake", "clipped": clipped},
+            "replicas": [{"id": f"g{k}", "memory_tokens": int(m)} for k, m in enumerate(memories)],
+            "requests": reqs}
