@@ -243,7 +243,10 @@ def fit_iteration(spec: dict, token_budget: int, max_batch: int, memory_tokens: 
     unknown = set(spec) - {"llm", "gpu", "tp", "profile"}
     if unknown:
         raise InputError("iteration", f"unknown field(s) with llm/gpu: {', '.join(sorted(unknown))}")
-    cm = make_cost_model(spec["llm"], spec["gpu"], tp, spec.get("profile"))
+    try:
+        cm = make_cost_model(spec["llm"], spec["gpu"], tp, spec.get("profile"))
+    except InputError as exc:  # name the field as it sits in the instance
+        raise InputError(f"iteration.{exc.field}", exc.message) from None
     if not cm.weights_fit():
         raise InputError("iteration.tp", f"{spec['llm']} does not fit on {tp} x {spec['gpu']}")
     dmax = max(0, min(max_batch, token_budget))
