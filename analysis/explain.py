@@ -240,8 +240,12 @@ class _Budget:
         self.deadline, self.build_s = deadline, build_s
 
     def share(self, solves_left: int) -> float | None:
+        """Seconds for the next solve: an equal share, or all that is left when a share is too short
+        (the earlier comparisons matter more); None when not even that fits."""
         left = self.deadline - time.perf_counter()
         per = left / max(1, solves_left) - self.build_s
+        if per < 0.05:
+            per = left - self.build_s
         return per if per >= 0.05 else None
 
 
@@ -258,12 +262,13 @@ def _pd_alternatives(instance, result: dict, deadline: float, notes: list[str]) 
 
     unit = "$/h" if instance.objective == "min_cost" else "rps"
     opt = result.get("objective")
-    jobs = []  # (label, kind, build the sub-instance or a reason it cannot exist)
-    for g in instance.gpus:
-        jobs.append((f"{g.type} only", "single type", lambda g=g: _single_type(instance, g)))
+    jobs = []  # (label, kind, build the sub-instance or a reason it cannot exist); the most telling first
     for mode in MODES:
         if mode != instance.mode:
             jobs.append((f"{mode} serving", "mode", lambda mode=mode: _other_mode(instance, mode)))
+    used = {c["gpu"] for c in result.get("configs", [])}
+    for g in sorted(instance.gpus, key=lambda g: g.type not in used):  # the optimum's own GPU types first
+        jobs.append((f"{g.type} only", "single type", lambda g=g: _single_type(instance, g)))
     budget = _Budget(deadline, _estimated_build_s(result))
     rows = []
     for i, (label, kind, make) in enumerate(jobs):
