@@ -68,8 +68,8 @@ def solve(instance, *, time_limit_s: float, options: dict | None = None) -> dict
         return certify(instance, formulation=formulation, time_limit_s=time_limit_s,
                        rel_gap=float(options.get("rel_gap", 1e-4)), warm_starts={name: sched},
                        improve_seconds=improve_seconds).to_dict(instance)
-    if improve_seconds and formulation != "branch-and-bound":
-        raise InputError("--improve-seconds", f"applies to branch-and-bound and the aggregated* formulations, not '{formulation}'")
+    if improve_seconds and formulation not in ("branch-and-bound", "auto"):
+        raise InputError("--improve-seconds", f"applies to auto, branch-and-bound and the aggregated* formulations, not '{formulation}'")
     opt = solve_optimum(instance, time_limit_s=time_limit_s, rel_gap=float(options.get("rel_gap", 1e-4)),
                         horizon=horizon, relax=bool(options.get("relax", False)), formulation=formulation,
                         improve_seconds=improve_seconds)
