@@ -266,6 +266,8 @@ def _pd_alternatives(instance, result: dict, deadline: float, notes: list[str]) 
     for mode in MODES:
         if mode != instance.mode:
             jobs.append((f"{mode} serving", "mode", lambda mode=mode: _other_mode(instance, mode)))
+    if instance.links:  # what the link limits cost: the same instance with unconstrained KV transfer
+        jobs.append(("no link limits", "links", lambda: (replace(instance, links=()), "")))
     used = {c["gpu"] for c in result.get("configs", [])}
     for g in sorted(instance.gpus, key=lambda g: g.type not in used):  # the optimum's own GPU types first
         jobs.append((f"{g.type} only", "single type", lambda g=g: _single_type(instance, g)))
@@ -301,7 +303,12 @@ def _pd_alternatives(instance, result: dict, deadline: float, notes: list[str]) 
         row["relative"] = row["objective"] / opt if opt else None
         row["plan"] = ", ".join(f"{c.count} x {c.gpu} tp{c.tp} {c.role}" for c in plan.configs if c.count > 0)
         if res.status != "optimal":
-            row["note"] = f"best found in {limit:.2g} s (gap {res.gap if res.gap is not None else '-'})"
+            row["note"] = f"best found in {limit:.2g} s (gap {_pct(res.gap)})"
+            worse = row["objective"] > opt if instance.objective == "min_cost" else row["objective"] < opt
+            if label == "hybrid serving" and opt is not None and worse:
+                # hybrid serving includes the optimum's own plan: it is never worse, only not improved on in time
+                row.update(objective=opt, relative=1.0, plan="the optimum's plan",
+                           note=f"no better plan found in {limit:.2g} s (hybrid includes the {instance.mode} plan)")
         if instance.objective == "max_goodput" and row["objective"] > 0:
             row["note"] = (row["note"] + "; " if row["note"] else "") + f"costs {plan.cost_usd_per_hour:.4g} $/h"
     if any(r["status"] == "skipped" for r in rows):
