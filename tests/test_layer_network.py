@@ -192,6 +192,9 @@ HELIX_GEO = {
     "helix_3cluster24_pruned_llama2_70b.json": (1212.1768454598214, 1212.176845459821),
     "helix_cluster42_llama2_70b.json": (4892.242432209015, 4137.547584553616),
     "helix_cluster42_pruned_llama2_70b.json": (4137.547585397642, 4137.547584553616),
+    "helix_a100x4_geo_llama1_30b.json": (1044.5333450564908, 1044.533345056491),
+    "helix_l4x8_geo_llama1_30b.json": (214.98140196132908, 214.9814019613291),
+    "helix_t4x12_geo_llama1_30b.json": (397.68506408357825, 397.6850640835783),
 }
 
 

@@ -36,6 +36,9 @@ SHIPPED = (
     "helix_3cluster24_pruned_llama2_70b.json",
     "helix_cluster42_llama2_70b.json",
     "helix_cluster42_pruned_llama2_70b.json",
+    "helix_a100x4_geo_llama1_30b.json",
+    "helix_l4x8_geo_llama1_30b.json",
+    "helix_t4x12_geo_llama1_30b.json",
 )
 
 
