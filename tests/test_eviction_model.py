@@ -188,3 +188,25 @@ def test_rlt_is_repeatable_by_seed_and_tlru_prefers_conversation_tails():
     plan = replay(paths, 4, registry.make("eviction", "tlru"))
     lru = replay(paths, 4, registry.make("eviction", "lru"))
     assert plan.evict[3] == (3,) and lru.evict[3] == (1,)
+
+
+def test_lp_rounding_and_restricted_milp_give_valid_plans_below_the_optimum():
+    from servopt.models.eviction import hits_from_x, interval_program
+
+    rng = random.Random(12)
+    for paths, caps in _tiny_cases(30, seed=31):
+        caps_list = caps if isinstance(caps, list) else [caps] * len(paths)
+        weights = [rng.choice([1, 2, 5]) for _ in range(4)]
+        inst = _instance(paths, capacity=4)
+        best = brute_force(paths, caps_list, weights)
+        res, prog, x = eviction_milp.solve_direct(inst, caps=caps_list, weights=weights, time_limit_s=60, relax=True)
+        xr = eviction_milp.fill_plan(prog, eviction_milp.round_lp(prog, x, caps_list, inst), caps_list, inst, x)
+        plan = model.plan_from_x(prog, xr, inst)
+        value = sum(sum(weights[:h]) for h in plan.hits)
+        assert value <= best <= -res.objective + 1e-6
+        assert check_result(inst, _result(inst, plan, value), caps=caps_list, weights=weights) == []
+        prog2 = interval_program(inst, caps_list, weights)
+        res2, _, x2 = eviction_milp.solve_direct(inst, caps=caps_list, weights=weights, time_limit_s=60, rel_gap=0,
+                                                 fix_from=x, prog=prog2, warm_hits=plan.hits)
+        v2 = sum(sum(weights[:h]) for h in hits_from_x(prog2, x2))
+        assert value <= v2 <= best
