@@ -113,6 +113,19 @@ def test_derived_latencies_meet_the_slo_and_bindings(derived):
     assert "TTFT ms" in text and "binding constraints" in text and "colocated serving" in text
 
 
+def test_link_limits_are_priced():
+    data = _data("example_pd_derived.json")
+    data["links"] = [{"from": "a10g", "to": "h100-sxm", "gb_per_s": 0.3}]
+    data["gpus"][3]["available"] = 3
+    inst = pd.load(data)
+    res = pd.solve(inst, time_limit_s=LONG, options={"explain": True})
+    free = pd.solve(replace(inst, links=()), time_limit_s=LONG, options={})
+    row = next(a for a in res["explanation"]["alternatives"] if a["alternative"] == "no link limits")
+    assert row["status"] == "optimal" and row["objective"] == pytest.approx(free["objective"])
+    assert free["objective"] < res["objective"]  # the link forces a dearer fleet on this instance
+    assert pd.check(inst, res) == []
+
+
 def test_pd_comparisons_skipped_when_no_time_is_left(derived):
     inst, res = derived
     e = ex.pd_explanation(inst, res, deadline=time.perf_counter())  # the deadline is now

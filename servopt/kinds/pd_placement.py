@@ -362,4 +362,7 @@ def demo(*, time_limit_s: float) -> list[dict]:
             rows.append({"instance": name, "method": "best single GPU type", "objective": best, "bound": None, "gap": None,
                          "unit": "$/h",
                          "ratio": best / result["objective"] if result["objective"] else None, "status": "optimal"})
+        else:  # say so rather than leave the row out: no single type has the GPUs (or the SLO) for the traffic
+            rows.append({"instance": name, "method": "best single GPU type: none can serve it alone", "objective": None,
+                         "bound": None, "gap": None, "unit": "$/h", "ratio": None, "status": "infeasible"})
     return rows
