@@ -1,5 +1,7 @@
-"""Tree-constrained Belady heuristic (offline): evict the leaf block whose next use is furthest, never
-bypassing the current request's blocks.
+"""Tree-constrained Belady heuristic (offline): the leaf block used furthest in the future goes; no bypass.
+
+Every block of the request being served is cached (and may not go); among the others the leaf block
+whose next use is furthest is evicted first.
 
 Source: the community "tree-constrained Belady" oracle that reports LRU up to 80 % below it (research
 /eviction-routing-anchors.md §0, §3.2), i.e. Belady's MIN (Belady 1966) restricted to leaves of the

@@ -1,5 +1,6 @@
-"""T-LRU (Tail-Optimized LRU): evict first, in LRU order, blocks whose loss cannot push a next turn's
-uncached prefill over the latency threshold; then plain LRU.
+"""T-LRU (Tail-Optimized LRU): conversation tails go first, in LRU order, then plain LRU.
+
+A tail block is one whose loss cannot push a next turn's uncached prefill over the latency threshold.
 
 Source: Zhang, Li, Moallemi, Peng, "Tail-Optimized Caching for LLM Inference", arXiv 2510.15152
 (ES-FoMo 2025; research/eviction-routing-anchors.md §2.3): a two-line change to LRU that evicts the
