@@ -199,16 +199,38 @@ class _Replica:
         return float(sum(p + d.o[i] - d.a[i] for i, p in starts.items()))
 
     def sgs(self, order: list[int]) -> tuple[dict, float]:
-        from servopt.solvers.kv_schedule_certify import _Arrays, serial_schedule
-
         if not order:
             return {}, 0.0
         d = self.data
-        idx = np.array(order)
-        arr = _Arrays(d.a[idx], d.s[idx], d.o[idx], np.ones(len(order)), self.M, d.objective)
-        st = serial_schedule(arr, range(len(order)))
-        starts = {i: int(p) for i, p in zip(order, st)}
+        starts = serial_starts(d.a, d.s, d.o, self.M, order)
         return starts, self.cost_of(starts)
+
+
+def serial_starts(a, s, o, M: int, order) -> dict:
+    """The serial SGS of solvers/kv_schedule_certify.py (each request in ``order`` at its earliest start
+    ``p >= a_i`` whose ramp ``s_i + 1 .. s_i + o_i`` fits in rounds ``p+1 .. p+o_i``), searching the start
+    rounds in chunks from the arrival on, so the work grows with the wait, not with the horizon."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    horizon = int(max(a[i] for i in order) + sum(int(o[i]) for i in order) + 2)
+    free = np.full(horizon + int(max(o[i] for i in order)) + 2, float(M))
+    out = {}
+    for i in order:
+        oi, ai = int(o[i]), int(a[i])
+        ramp = s[i] + np.arange(1, oi + 1)
+        p0, chunk = ai, 64
+        while True:
+            # candidate starts p0 .. p0+chunk-1 need free[p+1 .. p+o] >= ramp
+            seg = free[p0 + 1: p0 + chunk + oi]
+            ok = np.all(sliding_window_view(seg, oi) >= ramp, axis=1)
+            if ok.any():
+                p = p0 + int(np.argmax(ok))
+                break
+            p0 += len(ok)
+            chunk *= 2
+        free[p + 1: p + oi + 1] -= ramp
+        out[i] = p
+    return out
 
 
 @dataclass(frozen=True)
@@ -245,6 +267,8 @@ def improve(instance: RoutingInstance, schedule: RoutingSchedule, *, seconds: fl
             for k, rep in enumerate(instance.replicas)]
     stats = {"relocations": 0, "swaps": 0, "resequenced": 0, "evaluations": 0, "intra": 0}
     for r in reps:  # re-sequence by SGS in start order
+        if time.perf_counter() > deadline:
+            break
         st, c = r.sgs(r.members)
         if c < r.cost - 1e-9:
             r.starts, r.cost = st, c
@@ -279,7 +303,7 @@ def improve(instance: RoutingInstance, schedule: RoutingSchedule, *, seconds: fl
             # (a) relocation
             for kb in allowed[i]:
                 B = reps[kb]
-                if B is A:
+                if B is A or time.perf_counter() > deadline:
                     continue
                 ordA, ordB = order_without(A, i), order_with(B, i)
                 stA, cA = A.sgs(ordA)
@@ -301,6 +325,8 @@ def improve(instance: RoutingInstance, schedule: RoutingSchedule, *, seconds: fl
             if len(partners) > 8:
                 partners = list(rng.choice(partners, size=8, replace=False))
             for j in partners:
+                if time.perf_counter() > deadline:
+                    break
                 B = owner[j]
                 ordA = order_with(_Shadow(A, exclude=i), j)
                 ordB = order_with(_Shadow(B, exclude=j), i)
@@ -316,22 +342,30 @@ def improve(instance: RoutingInstance, schedule: RoutingSchedule, *, seconds: fl
                     break
                 A.members, A.starts, A.cost, B.members, B.starts, B.cost = saved
             owner = {j: r for r in reps for j in r.members}
-    # (c) one-replica local search on the SGS order, with the time left, costliest replica first
-    from servopt.solvers.kv_schedule_certify import _Arrays, local_search
-
+    # (c) one-replica local search on the SGS order (move one request to another position), with the
+    # time left, costliest replica first
     for r in sorted(reps, key=lambda r: -r.cost):
-        left = deadline - time.perf_counter()
-        if left <= 0.05 or len(r.members) < 2:
+        if len(r.members) < 2:
             continue
         order = sorted(r.members, key=lambda j: (r.starts[j], data.a[j], j))
-        idx = np.array(order)
-        arr = _Arrays(data.a[idx], data.s[idx], data.o[idx], np.ones(len(order)), r.M, obj)
-        share = left / max(1, sum(1 for q in reps if q.cost <= r.cost))
-        best_order, st, c = local_search(arr, list(range(len(order))), seconds=share)
-        if c < r.cost - 1e-9:
-            r.starts = {order[p]: int(st[p]) for p in range(len(order))}
-            r.cost = c
-            stats["intra"] += 1
+        m = len(order)
+        improved = True
+        while improved and time.perf_counter() < deadline:
+            improved = False
+            for x in range(m):
+                for y in range(m):
+                    if x == y or time.perf_counter() > deadline:
+                        continue
+                    cand = list(order)
+                    cand.insert(y, cand.pop(x))
+                    st, c = r.sgs(cand)
+                    stats["evaluations"] += 1
+                    if c < r.cost - 1e-9:
+                        r.starts, r.cost, order, improved = st, c, cand, True
+                        stats["intra"] += 1
+                        break
+                if improved or time.perf_counter() > deadline:
+                    break
     replica_of = [0] * n
     starts = [0] * n
     for r in reps:
@@ -358,6 +392,8 @@ def solve_search(instance: RoutingInstance, *, time_limit_s: float, incumbents: 
     U = best.objective_value(instance)
     bounds = lower_bounds(instance, cutoff=U, seconds=bound_share * time_limit_s, use_lp=use_lp)
     left = max(0.0, time_limit_s - (time.perf_counter() - t0) - 0.05)
+    if bounds["best"] >= U - 1e-9:
+        left = 0.0  # the best router is already proven optimal
     sched, stats = improve(instance, best, seconds=left, seed=seed)
     cost = sched.objective_value(instance)
     source = "routing-search" if cost < U - 1e-9 else best_name
