@@ -49,14 +49,60 @@ def _own_remaining_ms(inst: BatchingInstance, i: int, pre: int, dec: int) -> flo
     return iters * it.fixed_ms + it.per_prefill_token_ms * rem_p + it.per_decode_token_ms * rem_d + it.per_context_token_ms * ctx
 
 
+def _remaining_bound(inst: BatchingInstance, pre, dec, finished, e_prev: float, makespan: bool) -> float:
+    """A lower bound on what the unfinished requests still add (module docstring, pruning (1)).
+
+    Per request: ``C_i >= max(E_prev, a_i) + own_i``. Jointly: the j-th of them to finish does so
+    no earlier than ``E_prev`` plus ``fixed`` times the iterations needed (at least the j-th smallest
+    own iteration count, and at least the j smallest token counts over B) plus the j smallest
+    variable works; the j-th smallest completion is also at least the j-th smallest own bound.
+    For makespan only the largest of these matters.
+    """
+    it = inst.iteration
+    B = inst.token_budget
+    own, iters, tokens, works = [], [], [], []
+    for i in range(inst.n):
+        if finished[i]:
+            continue
+        r = inst.requests[i]
+        rem_p = r.prompt_tokens - pre[i]
+        rem_d = r.output_tokens - 1 - dec[i]
+        m = math.ceil(rem_p / B) + rem_d
+        ctx = sum(r.prompt_tokens + j for j in range(dec[i], r.output_tokens - 1))
+        w = it.per_prefill_token_ms * rem_p + it.per_decode_token_ms * rem_d + it.per_context_token_ms * ctx
+        own.append(max(e_prev, r.arrival_ms) + m * it.fixed_ms + w)
+        iters.append(m)
+        tokens.append(rem_p + rem_d)
+        works.append(w)
+    if not own:
+        return 0.0
+    own.sort()
+    iters.sort()
+    tokens.sort()
+    works.sort()
+    arrivals = sum(inst.requests[i].arrival_ms for i in range(inst.n) if not finished[i])
+    total = 0.0
+    cum_tok = cum_w = 0.0
+    last = 0.0
+    for j in range(len(own)):
+        cum_tok += tokens[j]
+        cum_w += works[j]
+        joint = e_prev + it.fixed_ms * max(iters[j], math.ceil(cum_tok / B)) + cum_w
+        last = max(joint, own[j])
+        total += last
+    if makespan:
+        return max(last, own[-1])
+    return total - arrivals
+
+
 def _options(inst: BatchingInstance, i: int, pre: int, dec: int):
     r = inst.requests[i]
-    opts = [None]
+    opts = []  # taking part first: full batches reach good incumbents and dominating states early
     if pre < r.prompt_tokens:
         opts += [("p", c) for c in range(min(r.prompt_tokens - pre, inst.token_budget), 0, -1)]
     elif dec < r.output_tokens - 1:
         opts.append(("d", 1))
-    return opts
+    return opts + [None]
 
 
 def _batches(inst: BatchingInstance, pre, dec, finished):
@@ -95,8 +141,13 @@ def _batches(inst: BatchingInstance, pre, dec, finished):
         yield tuple((i, o[0], o[1]) for i, o in enumerate(combo) if o is not None), reqs
 
 
-def exhaustive(instance: BatchingInstance, *, max_nodes: int = 2_000_000, deadline: float | None = None) -> SearchResult:
-    """The optimum by exhaustive search (module docstring); ``deadline`` is a ``time.perf_counter()`` value."""
+def exhaustive(instance: BatchingInstance, *, max_nodes: int = 2_000_000, deadline: float | None = None,
+               incumbent: BatchSchedule | None = None) -> SearchResult:
+    """The optimum by exhaustive search (module docstring); ``deadline`` is a ``time.perf_counter()`` value.
+
+    ``incumbent`` (total_latency / makespan): a known schedule whose value prunes from the start; it
+    is returned when nothing beats it.
+    """
     import time
 
     inst = instance
@@ -106,6 +157,8 @@ def exhaustive(instance: BatchingInstance, *, max_nodes: int = 2_000_000, deadli
     goodput = inst.objective == "goodput"
     makespan = inst.objective == "makespan"
     best = {"value": math.inf, "key": None, "batches": None}
+    if incumbent is not None and not goodput:
+        best["value"], best["batches"] = incumbent.objective_value(inst) + 1e-9, list(incumbent.batches)
     nodes = 0
     seen: dict[tuple, list[tuple[float, float]]] = {}
 
@@ -145,11 +198,8 @@ def exhaustive(instance: BatchingInstance, *, max_nodes: int = 2_000_000, deadli
                 best["value"], best["batches"] = cost, list(seq)
             return
         if not goodput:
-            lb = cost
-            for i in range(n):
-                if not finished[i]:
-                    t = max(e_prev, reqs[i].arrival_ms) + _own_remaining_ms(inst, i, pre[i], dec[i])
-                    lb = max(lb, t) if makespan else lb + t - reqs[i].arrival_ms
+            rest = _remaining_bound(inst, pre, dec, finished, e_prev, makespan)
+            lb = max(cost, rest) if makespan else cost + rest
             if lb >= best["value"] - 1e-9:
                 return
             state = (tuple(pre), tuple(dec))

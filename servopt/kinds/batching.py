@@ -82,10 +82,15 @@ def solve(instance, *, time_limit_s: float, options: dict | None = None) -> dict
     safe = safe_horizon(inst)
 
     best_name, best = None, None
-    for name in POLICIES:
-        s = run_policy(inst, name)
+    # every policy, and the chunked ones at smaller token budgets too (smaller chunks let short
+    # requests through sooner): milliseconds each, the incumbent and warm start
+    candidates = [(name, {}) for name in POLICIES]
+    for tb in sorted({inst.token_budget // d for d in (2, 4, 8)} - {0, inst.token_budget}, reverse=True):
+        candidates += [(name, {"token_budget": tb}) for name in ("sarathi", "sjf", "srpt")]
+    for name, params in candidates:
+        s = run_policy(inst, name, **params)
         if best is None or _key(inst, s) < _key(inst, best):
-            best_name, best = name, s
+            best_name, best = name + "".join(f" {k}={v}" for k, v in params.items()), s
     bound = combinatorial_bound(inst)
     bound_source = "combinatorial"
     method = f"policy {best_name}"
@@ -98,11 +103,12 @@ def solve(instance, *, time_limit_s: float, options: dict | None = None) -> dict
     if formulation == "search" or (formulation == "auto" and small and horizon is None):
         from servopt.solvers.batching_search import SearchTooLarge, exhaustive
 
-        # auto: the exact search gets up to half of the time; the MILP takes over if it runs out
-        share = 1.0 if formulation == "search" else 0.5
+        # auto: the exact search gets up to 80 % of the time; the MILP takes over if it runs out
+        share = 1.0 if formulation == "search" else 0.8
         deadline = t0 + share * time_limit_s
         try:
-            res = exhaustive(inst, max_nodes=int(options.get("max_nodes", SEARCH_MAX_NODES)), deadline=deadline)
+            res = exhaustive(inst, max_nodes=int(options.get("max_nodes", SEARCH_MAX_NODES)), deadline=deadline,
+                             incumbent=best)
             searched = True
         except SearchTooLarge as exc:
             if formulation == "search":
