@@ -25,6 +25,7 @@ import math
 import time
 from collections import defaultdict
 from dataclasses import replace
+from functools import lru_cache
 
 from servopt.errors import InputError
 
@@ -74,13 +75,13 @@ def _combo_label(combo) -> str:
 
 
 def _pd_buckets(instance, result: dict) -> list[dict]:
-    from servopt.instances.pd_placement import Config
-
     per_slice: dict[tuple, list] = defaultdict(list)
     for a in result.get("assignment", []):
         per_slice[(a["bucket"], a["slice"])].append(a)
     configs = _configs_of(result)
-    cap = instance.capacity_table()
+    # (gpu, tp, role, bucket) -> rps from plain tuples: capacity_table's dataclass keys are slow at 50k entries
+    roles = set(instance.roles)
+    cap = {(c.gpu, c.tp, c.role, c.bucket): c.rps for c in instance.capacities if c.role in roles and c.rps > 0}
     derived = instance.capacities_source == "cost model"
     rows = []
     for b in instance.buckets:
@@ -99,7 +100,7 @@ def _pd_buckets(instance, result: dict) -> list[dict]:
             item = {"configs": _combo_label(combo), "rate_rps": rate, "ttft_ms": None, "tpot_ms": None, "limited_by": None}
             if derived:
                 for (g, tp, role) in combo:
-                    mu = cap.get((Config(g, tp, role), b.id))
+                    mu = cap.get((g, tp, role, b.id))
                     use = configs.get((g, tp, role))
                     if not mu or use is None:
                         continue
@@ -123,25 +124,30 @@ def _catalog_names(instance, gpu_type: str) -> tuple[str, str]:
 
 def _latency(instance, gpu_type, tp, role, bucket, rps):
     """(operating point, what caps the capacity) of one configuration for one bucket."""
-    from servopt.costmodel.capacities import capacity, operating_point
+    from servopt.costmodel.capacities import operating_point
 
     llm, gpu = _catalog_names(instance, gpu_type)
     point = operating_point(llm, gpu, tp, role, bucket.prompt_tokens, bucket.output_tokens, rps)
-    row = capacity(llm, gpu, tp, role, bucket.prompt_tokens, bucket.output_tokens,
-                   ttft_ms=instance.slo.ttft_ms, tpot_ms=instance.slo.tpot_ms)
-    return point, row.limited_by
+    return point, _limit(llm, gpu, tp, role, bucket.prompt_tokens, bucket.output_tokens, instance.slo.ttft_ms,
+                         instance.slo.tpot_ms)
+
+
+@lru_cache(maxsize=4096)
+def _limit(llm, gpu, tp, role, prompt, output, ttft_ms, tpot_ms) -> str:
+    from servopt.costmodel.capacities import capacity
+
+    return capacity(llm, gpu, tp, role, prompt, output, ttft_ms=ttft_ms, tpot_ms=tpot_ms).limited_by
 
 
 def _pd_binding(instance, result: dict) -> list[dict]:
-    from servopt.instances.pd_placement import Config
-
     binding = []
     used: dict[str, int] = defaultdict(int)
     for c in result.get("configs", []):
         used[c["gpu"]] += c["gpus"]
-    min_tp = defaultdict(lambda: 1)
-    for k in instance.configs():
-        min_tp[k.gpu] = min(min_tp.get(k.gpu, k.tp), k.tp)
+    usable = {(c.gpu, c.tp, c.role) for c in instance.capacities if c.role in instance.roles and c.rps > 0}
+    min_tp: dict[str, int] = defaultdict(lambda: 1)
+    for g, tp, _ in usable:
+        min_tp[g] = min(min_tp.get(g, tp), tp)
     for g in instance.gpus:
         if g.available is not None and used[g.type] + min_tp[g.type] > g.available:
             binding.append({"constraint": "availability",
@@ -149,28 +155,29 @@ def _pd_binding(instance, result: dict) -> list[dict]:
     # the budget: no further instance of the cheapest configuration fits under it
     if instance.objective == "max_goodput" and instance.budget_usd_per_hour is not None:
         cost = result.get("cost_usd_per_hour") or 0.0
-        cheapest = min((instance.config_usd_per_hour(k) for k in instance.configs()), default=math.inf)
+        price = {g.type: g.usd_per_hour for g in instance.gpus}
+        cheapest = min((price[g] * tp for g, tp, _ in usable), default=math.inf)
         left = instance.budget_usd_per_hour - cost
         if left < cheapest:
             binding.append({"constraint": "budget",
                             "what": f"{cost:.4g} of {instance.budget_usd_per_hour:g} $/h spent; {left:.4g} $/h left is less "
                                     f"than the cheapest instance ({cheapest:.4g} $/h)"})
     # the SLO: configurations it rules out, per bucket (0 rps = cannot meet the SLO for that size)
-    table = instance.capacity_table()
-    offered = {(c.gpu, c.tp, c.role) for c in instance.capacities if c.role in instance.roles}
+    roles = set(instance.roles)
+    offered = sorted({(c.gpu, c.tp, c.role) for c in instance.capacities if c.role in roles})
+    positive = {(c.gpu, c.tp, c.role, c.bucket) for c in instance.capacities if c.role in roles and c.rps > 0}
     slo_lines: dict[str, list[str]] = defaultdict(list)
     for b in instance.buckets:
         if b.share <= 0:
             continue
         out_by: dict[tuple[str, str], list[int]] = defaultdict(list)
-        total = 0
-        for (g, tp, role) in sorted(offered):
-            total += 1
-            if (Config(g, tp, role), b.id) not in table:
+        for (g, tp, role) in offered:
+            if (g, tp, role, b.id) not in positive:
                 out_by[(g, role)].append(tp)
         if out_by:
-            n = sum(len(v) for v in out_by.values())
-            which = ", ".join(f"{g} {role} (tp {'/'.join(map(str, tps))})" for (g, role), tps in sorted(out_by.items()))
+            n, total = sum(len(v) for v in out_by.values()), len(offered)
+            items = [f"{g} {role} (tp {'/'.join(map(str, tps))})" for (g, role), tps in sorted(out_by.items())]
+            which = ", ".join(items[:6]) + (f" and {len(items) - 6} more" if len(items) > 6 else "")
             slo_lines[f"{n} of {total} configurations cannot meet the SLO: {which}"].append(b.id)
     for what, ids in slo_lines.items():
         binding.append({"constraint": "slo", "what": f"bucket{'s' if len(ids) > 1 else ''} {', '.join(ids)}: {what}"})
@@ -276,6 +283,10 @@ def _pd_alternatives(instance, result: dict, deadline: float, notes: list[str]) 
     for i, (label, kind, make) in enumerate(jobs):
         row = {"alternative": label, "kind": kind, "objective": None, "unit": unit, "relative": None, "status": None, "note": ""}
         rows.append(row)
+        # checked before building the sub-instance too: deriving another mode's capacities takes time
+        if budget.share(len(jobs) - i) is None:
+            row.update(status="skipped", note="not solved: the time limit was spent")
+            continue
         sub, why = make()
         if sub is None:
             row.update(status="cannot serve", note=why)
@@ -435,13 +446,16 @@ def render_pd(expl: dict, result: dict, console) -> None:
         a.add_column(unit, justify="right")
         a.add_column("vs opt", justify="right")
         a.add_column("note" if not wide else "plan / note")
-        for r in alts:
+        shown, folded = _fold_alternatives(alts)
+        for r in shown:
             note = r.get("plan") or ""
             if r.get("note"):
                 note = f"{note}; {r['note']}" if note else r["note"]
             a.add_row(r["alternative"], "-" if r["objective"] is None else f"{r['objective']:.4g}",
                       "-" if r["relative"] is None else f"{r['relative']:.3f}x", note)
         console.print(a)
+        for line in folded:
+            console.print(line)
     if expl.get("unserved"):
         u = Table(title="unserved traffic (max_goodput) and the cost of serving it on the GPUs left free", title_justify="left")
         for col, just in (("bucket", "left"), ("slices", "right"), ("rps", "right"), ("traffic", "right"),
@@ -453,6 +467,24 @@ def render_pd(expl: dict, result: dict, console) -> None:
         console.print(u)
     for n in expl.get("notes", []):
         console.print(f"note: {n}")
+
+
+def _fold_alternatives(alts: list[dict], keep: int = 12) -> tuple[list[dict], list[str]]:
+    """Rows to show and one line per folded group: with many GPU types, the skipped and the
+    cannot-serve single types are named in a line each instead of a row each."""
+    if len(alts) <= keep:
+        return alts, []
+    shown, groups = [], defaultdict(list)
+    for r in alts:
+        if r["kind"] == "single type" and r["status"] in ("skipped", "cannot serve"):
+            groups[r["status"]].append(r["alternative"].removesuffix(" only"))
+        else:
+            shown.append(r)
+    lines = []
+    for status, names in groups.items():
+        what = "not solved in time" if status == "skipped" else "cannot meet the SLO alone"
+        lines.append(f"{len(names)} single GPU types {what}: {', '.join(names[:8])}" + (" ..." if len(names) > 8 else ""))
+    return shown, lines
 
 
 def _g(x) -> str:
