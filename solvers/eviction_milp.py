@@ -64,10 +64,11 @@ def round_lp(prog: IntervalProgram, x, caps: Sequence[int], instance):
                 end = prog.interval_end[k][0]
                 keep[k] = True
                 active += 1
-                heapq.heappush(heap, (float(x[k]), -end, k))
+                # lowest LP value first, then the furthest end, then the deepest (a parent outlives its child)
+                heapq.heappush(heap, (float(x[k]), -end, -prog.interval_end[k][1], k))
                 ends_at.setdefault(end, []).append(k)
             while active > caps[i] and heap:
-                _, neg_end, k = heapq.heappop(heap)
+                _, neg_end, _, k = heapq.heappop(heap)
                 if not keep[k] or -neg_end <= i:
                     continue
                 keep[k] = False
