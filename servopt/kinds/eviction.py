@@ -3,12 +3,13 @@
 Instance: instances/eviction.py. Exact optimum of the base model (``hit_blocks``): Belady with bypass,
 solvers/eviction_belady.py. General model (``saved_prefill_ms``, pinned running requests, several
 caches): the keep-interval MILP of models/eviction.py (FOO, Berger et al., SIGMETRICS 2018) with its LP
-relaxation as the bound. Online policies: simulator/evict_*.py replayed by
+relaxation as the bound, solved by solvers/eviction_milp.py. Online policies: simulator/evict_*.py replayed by
 simulator/eviction_replay.py. Checker: analysis/eviction_check.py.
 
-Formulations for ``servopt solve --formulation``: ``auto`` (Belady for ``hit_blocks``, the MILP
-warm-started from Belady's plan otherwise), ``belady``, ``milp``, ``lp`` (the relaxation: a bound,
-reported with Belady's plan as the incumbent).
+Formulations for ``servopt solve --formulation``: ``auto`` (Belady for ``hit_blocks``; otherwise the
+LP relaxation as the bound, its rounded plan, then the MILP from the best plan while a gap remains,
+restricted to the LP's fractional intervals above ``MILP_MAX_INTERVALS``), ``belady`` (Belady's plan
+only), ``milp`` (as ``auto`` but never restricted), ``lp`` (bound and rounded plan, no MILP).
 """
 from __future__ import annotations
 
