@@ -567,7 +567,11 @@ def solve_layer_placement(instance: LayerPlacementInstance, *, time_limit_s: flo
     ran_out = False
     proven = False
     phase = "prove"
-    if not exact and milp_limit_s - elapsed() < max(10.0, 0.15 * time_limit_s):
+    # a model build is not charged to HiGHS' limit: guess its cost from the model's size (about 1.5 s
+    # per 100k arc-layer incidences on this machine), then measure it
+    arcs = len(lp._boundary_arcs(instance, lp.node_classes(instance)))
+    build_s = 1.5 * arcs * max(1, instance.num_layers // 4) / 1e5
+    if milp_limit_s - elapsed() < (max(10.0, 0.15 * time_limit_s) if not exact else 2.0 * build_s + 1.0):
         # building the boundary model alone takes seconds on large pruned clusters (8 s on cluster42):
         # with this little time left it could not finish within the limit
         ran_out = True
@@ -579,7 +583,7 @@ def solve_layer_placement(instance: LayerPlacementInstance, *, time_limit_s: flo
     while best_value < upper * (1 - rel_gap):
         # keep a second for building the last model and evaluating its layout
         left = milp_limit_s - elapsed() - 1.0
-        if left <= (0.5 if exact else 2.0):
+        if left <= (max(0.5, 1.5 * build_s) if exact else max(2.0, 1.5 * build_s)):
             ran_out = True
             break
         # above the incumbent by more than HiGHS' feasibility tolerance (1e-7 absolute on a row),
@@ -606,7 +610,14 @@ def solve_layer_placement(instance: LayerPlacementInstance, *, time_limit_s: flo
         target = 0.5 * (best_value + upper) if phase == "bisect" else at_incumbent
         first = len(milp_calls) == 0
         slice_s = left if (phase == "final" or (first and left < 8)) else max(min(left / 5, 10.0), min(left, 2.0))
+        built = time.perf_counter()
         model = lp.build(instance, formulation="boundary", upper_bound=upper, threshold=target, cover_orders=cover_orders)
+        build_s = max(build_s, time.perf_counter() - built) if milp_calls else time.perf_counter() - built
+        # the hand-over to HiGHS costs about as much as the build: keep that much in reserve
+        left = milp_limit_s - elapsed() - 1.0 - build_s
+        if left <= 0.3:
+            ran_out = True
+            break
         res = _highs(model, min(slice_s, left), rel_gap, threads, seed, improving=1)
         milp_calls.append({"threshold": target, "status": res.status, "objective": res.objective,
                            "bound": res.bound, "seconds": round(res.wall_seconds, 3)})
@@ -675,7 +686,7 @@ def _network_constructions(instance, oracle, t0, time_limit_s, exact, offer, bou
                              f"flow, and together they hold at most {held} < {L} layers: no layout meets the depth bound")
         raise InputError("num_layers", f"the model has {L} layers but all {len(instance.nodes)} nodes together hold "
                          f"at most {held} (sum of their throughput list lengths): no layout can serve it")
-    budget = max(min(0.1 * time_limit_s, 5.0), 0.5)
+    budget = max(min(0.2 * time_limit_s, 6.0), 0.3)
     deadline = t0 + budget
     chain, exhaustive = net.find_chain(oracle, 0.0, max_expansions=10**7,
                                        deadline=t0 + max(0.3 * time_limit_s, min(time_limit_s, 2.0)))
