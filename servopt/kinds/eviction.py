@@ -135,7 +135,7 @@ def solve(instance, *, time_limit_s: float, options: dict | None = None) -> dict
         left = time_limit_s - (time.perf_counter() - t0)
         restricted = prog.K > MILP_MAX_INTERVALS and formulation != "milp"
         if left > 1.0 and (lp_x is not None or not restricted):
-            res, prog, x = solve_direct(instance, caps=caps, weights=weights, time_limit_s=0.85 * left,
+            res, prog, x = solve_direct(instance, caps=caps, weights=weights, time_limit_s=max(0.5, left - 1.0),
                                         rel_gap=rel_gap, warm_hits=plan.hits, prog=prog,
                                         fix_from=lp_x if restricted else None)
             extra.update({"milp_status": res.status, "nodes": res.nodes, "milp_restricted": restricted})
