@@ -33,16 +33,23 @@ from servopt.instances.requests import Request, request_from_dict
 
 KIND = "routing"
 OBJECTIVES = ("total_latency", "makespan")
-MODELS = ("round",)
+MODELS = ("round", "prefix")
+PREFIX_OBJECTIVES = ("makespan", "total_cost")
 
 
 @dataclass(frozen=True)
 class Replica:
     id: str
-    memory_tokens: int
+    memory_tokens: int = 0  # round model: KV memory M_k
+    cache_blocks: int = 0  # prefix model: prefix-cache capacity C_k in blocks
 
     def to_dict(self) -> dict:
-        return {"id": self.id, "memory_tokens": self.memory_tokens}
+        out = {"id": self.id}
+        if self.memory_tokens:
+            out["memory_tokens"] = self.memory_tokens
+        if self.cache_blocks:
+            out["cache_blocks"] = self.cache_blocks
+        return out
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,9 @@ class RoutingInstance:
     objective: str = "total_latency"
     model: str = "round"
     name: str = ""
+    alpha_hit: float = 0.1  # prefix model: cost per cached prompt token (Wu, Silwal, Zhang, ICLR 2026)
+    alpha_miss: float = 1.0  # prefix model: cost per missed prompt token
+    block_tokens: int = 512  # prefix model: tokens per prefix block (Mooncake's hash_ids)
 
     def __post_init__(self):
         validate_instance(self)
@@ -87,6 +97,7 @@ class RoutingInstance:
             raise InputError("(top level)", "an instance must be a JSON object")
         raw_reps = fields.array(data, "replicas", "", non_empty=True)
         replicas = []
+        model = fields.string(data, "model", "", default="round", choices=MODELS)
         for k, rep in enumerate(raw_reps):
             where = f"replicas[{k}]"
             if not isinstance(rep, dict):
@@ -94,9 +105,17 @@ class RoutingInstance:
             rid = rep.get("id", f"g{k}")
             if not isinstance(rid, str) or not rid:
                 raise InputError(f"{where}.id", f"expected a non-empty string, got {rid!r}")
-            replicas.append(Replica(rid, fields.integer(rep, "memory_tokens", where, minimum=1)))
-        objective = fields.string(data, "objective", "", default="total_latency", choices=OBJECTIVES)
-        model = fields.string(data, "model", "", default="round", choices=MODELS)
+            if model == "prefix":
+                replicas.append(Replica(rid, cache_blocks=fields.integer(rep, "cache_blocks", where, minimum=0)))
+            else:
+                replicas.append(Replica(rid, fields.integer(rep, "memory_tokens", where, minimum=1)))
+        objective = fields.string(data, "objective", "", default="makespan" if model == "prefix" else "total_latency",
+                                  choices=PREFIX_OBJECTIVES if model == "prefix" else OBJECTIVES)
+        prefix_params = {}
+        if model == "prefix":
+            prefix_params = {"alpha_hit": fields.number(data, "alpha_hit", "", minimum=0, default=0.1),
+                             "alpha_miss": fields.number(data, "alpha_miss", "", minimum=0, default=1.0),
+                             "block_tokens": fields.integer(data, "block_tokens", "", minimum=1, default=512)}
         raw = fields.array(data, "requests", "", non_empty=True)
         fields.unique_ids(raw, "requests")
         requests = []
@@ -107,14 +126,14 @@ class RoutingInstance:
                 r = {**{k: v for k, v in r.items() if k != "hash_ids"}, "prefix_block_ids": r["hash_ids"]}
             requests.append(request_from_dict(r, f"requests[{i}]", integer_arrival=True, default_id=f"r{i}"))
         name = data.get("name", "")
-        return cls(tuple(replicas), tuple(requests), objective, model, name if isinstance(name, str) else "")
+        return cls(tuple(replicas), tuple(requests), objective, model, name if isinstance(name, str) else "", **prefix_params)
 
     def to_dict(self) -> dict:
         out = {"kind": KIND, "replicas": [r.to_dict() for r in self.replicas]}
-        if self.objective != "total_latency":
-            out["objective"] = self.objective
+        out["objective"] = self.objective
         if self.model != "round":
             out["model"] = self.model
+            out.update(alpha_hit=self.alpha_hit, alpha_miss=self.alpha_miss, block_tokens=self.block_tokens)
         if self.name:
             out["name"] = self.name
         out["requests"] = []
@@ -136,6 +155,9 @@ def validate_instance(instance: RoutingInstance) -> None:
     if not instance.replicas:
         raise InputError("replicas", "must not be empty (an instance needs at least one replica)")
     seen_rep: dict[str, int] = {}
+    if instance.model == "prefix":
+        validate_prefix_instance(instance)
+        return
     for k, rep in enumerate(instance.replicas):
         if rep.id in seen_rep:
             raise InputError(f"replicas[{k}].id", f"duplicate id '{rep.id}' (first at replicas[{seen_rep[rep.id]}])")
@@ -164,6 +186,34 @@ def validate_instance(instance: RoutingInstance) -> None:
             raise InputError(where, f"request '{r.id}' needs prompt_tokens + output_tokens = "
                                     f"{r.prompt_tokens + r.output_tokens} tokens in its last round, more than the "
                                     f"largest replica's memory_tokens = {biggest}: it can never run")
+
+
+def validate_prefix_instance(instance: RoutingInstance) -> None:
+    """The prefix model (module docstring of solvers/routing_prefix.py): ids, capacities, costs, paths."""
+    seen_rep: dict[str, int] = {}
+    for k, rep in enumerate(instance.replicas):
+        if rep.id in seen_rep:
+            raise InputError(f"replicas[{k}].id", f"duplicate id '{rep.id}' (first at replicas[{seen_rep[rep.id]}])")
+        seen_rep[rep.id] = k
+        if isinstance(rep.cache_blocks, bool) or not isinstance(rep.cache_blocks, int) or rep.cache_blocks < 0:
+            raise InputError(f"replicas[{k}].cache_blocks", f"expected a non-negative integer, got {rep.cache_blocks!r}")
+    if instance.objective not in PREFIX_OBJECTIVES:
+        raise InputError("objective", f"the prefix model minimises {' or '.join(PREFIX_OBJECTIVES)}; got '{instance.objective}'")
+    if not 0 <= instance.alpha_hit <= instance.alpha_miss:
+        raise InputError("alpha_hit", f"must lie in [0, alpha_miss = {instance.alpha_miss:g}], got {instance.alpha_hit!r}")
+    if not instance.requests:
+        raise InputError("requests", "must not be empty (an instance needs at least one request)")
+    seen: dict[str, int] = {}
+    parent: dict[int, tuple[int, int]] = {}
+    for i, r in enumerate(instance.requests):
+        if r.id in seen:
+            raise InputError(f"requests[{i}].id", f"duplicate id '{r.id}' (first at requests[{seen[r.id]}])")
+        seen[r.id] = i
+        for d, h in enumerate(r.prefix_block_ids):
+            key = (d, r.prefix_block_ids[d - 1] if d else -1)
+            if parent.setdefault(h, key) != key:
+                raise InputError(f"requests[{i}].hash_ids[{d}]", f"block id {h} appears at another depth or under "
+                                                                  "another parent: ids must name prefixes")
 
 
 def prefix_keys(instance: RoutingInstance, i: int) -> tuple:
@@ -364,4 +414,32 @@ def mooncake(seed=0, *, n: int = 200, memories=(160, 160, 128, 128), tokens_per_
             "source": f"Mooncake conversation sample, {tokens_per_unit} tokens per unit; Poisson arrivals {rate}/round",
             "meta": {"generator": "routing.mooncake", "clipped": clipped},
             "replicas": [{"id": f"g{k}", "memory_tokens": int(m)} for k, m in enumerate(memories)],
+            "requests": reqs}
+
+
+MOONCAKE_SLICES = {"conversation": "eviction_mooncake_conversation_1000.jsonl",
+                   "synthetic": "eviction_mooncake_synthetic_500.jsonl",
+                   "conversation_sample": "trace_mooncake_conv_sample.jsonl"}
+
+
+def mooncake_prefix(*, source: str = "conversation", n: int = 500, replicas: int = 4, cache_blocks: int = 500,
+                    alpha_hit: float = 0.1, alpha_miss: float = 1.0, objective: str = "makespan", name: str = "") -> dict:
+    """A prefix-model instance (``"model": "prefix"``) from a shipped Mooncake slice (instances/data/
+    eviction_SOURCES.txt and trace_SOURCES.txt: kvcache-ai/Mooncake FAST25-release traces, Apache-2.0):
+    the first ``n`` requests in trace order with their ``hash_ids`` (512-token blocks), ``replicas``
+    replicas of ``cache_blocks`` blocks each; costs ``alpha_hit`` / ``alpha_miss`` per prompt token
+    (Wu, Silwal, Zhang, ICLR 2026)."""
+    import json
+    from importlib import resources
+
+    ref = resources.files("servopt.instances").joinpath("data", MOONCAKE_SLICES[source])
+    rows = [json.loads(line) for line in ref.read_text(encoding="utf-8").splitlines() if line.strip()][:n]
+    t0 = rows[0]["timestamp"]
+    reqs = [{"id": f"m{i}", "arrival": int(row["timestamp"] - t0) // 1000, "prompt_tokens": int(row["input_length"]),
+             "output_tokens": max(1, int(row["output_length"])), "hash_ids": [int(h) for h in row["hash_ids"]]}
+            for i, row in enumerate(rows)]
+    return {"kind": KIND, "model": "prefix", "objective": objective, "name": name or f"mooncake-{source}-{n}x{replicas}",
+            "source": f"Mooncake {source} slice ({MOONCAKE_SLICES[source]}), arrival in seconds",
+            "alpha_hit": alpha_hit, "alpha_miss": alpha_miss, "block_tokens": 512,
+            "replicas": [{"id": f"g{k}", "cache_blocks": int(cache_blocks)} for k in range(replicas)],
             "requests": reqs}

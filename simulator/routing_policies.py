@@ -330,3 +330,63 @@ def simulate_routing(instance: RoutingInstance, router: str, *, policy: str = DE
 def run_all(instance: RoutingInstance, routers=ROUTERS, *, policy: str = DEFAULT_KV_POLICY, seed: int = 0) -> dict[str, RoutingSchedule]:
     """Every router's schedule, keyed ``router/policy``."""
     return {f"{r}/{policy}": simulate_routing(instance, r, policy=policy, seed=seed) for r in routers}
+
+
+# ----------------------------------------------------------------------------- the prefix model
+
+class _PrefixReplica:
+    """What a router sees of a replica in the prefix model (no rounds: requests are served in order).
+
+    ``n_assigned``: requests routed there; ``assigned_tokens``: their summed service cost so far (the
+    load whose maximum is the makespan); ``kv_tokens``: prefix blocks of the routing history, at most
+    ``cache_blocks``; ``memory_tokens``: ``cache_blocks`` (so KV utilisation = kv_tokens / capacity)."""
+
+    def __init__(self, index, rid, cache_blocks):
+        self.index, self.id = index, rid
+        self.memory_tokens = max(1, cache_blocks)
+        self.n_assigned = 0
+        self.n_waiting = 0
+        self.assigned_tokens = 0.0
+        self.kv_tokens = 0
+        self.history: set = set()
+
+
+def simulate_prefix_routing(instance: RoutingInstance, router: str, *, eviction: str = "lru", seed: int = 0,
+                            router_options: dict | None = None) -> dict:
+    """Route the prefix model's requests online (in order) and run ``eviction`` on every replica's cache.
+
+    The router decides from the routing history (approximate caches, unbounded, anchors §4) and the
+    loads charged at the *missed* prompt the history predicts; the realised hits and costs come from
+    each replica's cache running ``eviction`` (simulator/eviction_replay.py) on its requests.
+    Returns ``{"replica_of", "hits", "costs", "objective"}`` (per request in instance order)."""
+    from servopt.simulator.eviction_replay import policy_hits
+
+    rt = make_router(router, seed=seed, **(router_options or {}))
+    reqs = instance.requests
+    reps = [_PrefixReplica(k, rep.id, rep.cache_blocks) for k, rep in enumerate(instance.replicas)]
+    order = sorted(range(instance.n), key=lambda j: (reqs[j].arrival, j))
+    B = instance.block_tokens
+    replica_of = [0] * instance.n
+    for j in order:
+        r = reqs[j]
+        view = _Req(j, r.id, int(r.arrival), len(r.prefix_block_ids) * B, r.output_tokens, tuple(r.prefix_block_ids))
+        choice = rt.route(view, reps, int(r.arrival))
+        replica_of[j] = choice.index
+        matched = _matched(view.prefix, choice.history)
+        L = len(view.prefix)
+        choice.n_assigned += 1
+        choice.assigned_tokens += B * (instance.alpha_hit * matched + instance.alpha_miss * (L - matched)) + r.output_tokens
+        choice.history.update((d, k) for d, k in enumerate(view.prefix))
+        choice.kv_tokens = min(len(choice.history), instance.replicas[choice.index].cache_blocks)
+    hits = [0] * instance.n
+    for k, rep in enumerate(instance.replicas):
+        members = [j for j in order if replica_of[j] == k]
+        if members:
+            for j, h in zip(members, policy_hits([reqs[j].prefix_block_ids for j in members], rep.cache_blocks, eviction)):
+                hits[j] = int(h)
+    costs = [B * (instance.alpha_hit * h + instance.alpha_miss * (len(r.prefix_block_ids) - h)) + r.output_tokens
+             for r, h in zip(reqs, hits)]
+    per = [sum(c for c, k in zip(costs, replica_of) if k == kk) for kk in range(instance.num_replicas)]
+    objective = max(per) if instance.objective == "makespan" else sum(per)
+    return {"replica_of": replica_of, "hits": hits, "costs": costs, "objective": float(objective),
+            "router": canonical_router(router), "eviction": eviction}

@@ -65,6 +65,8 @@ def solve(instance, *, time_limit_s: float, options: dict | None = None) -> dict
         raise InputError("--solver", f"routing solves with its own search and highs; got '{solver}'")
     from servopt.solvers.routing_exact import MAX_EXACT_N
 
+    if instance.model == "prefix":
+        return _solve_prefix(instance, time_limit_s, formulation, options)
     if formulation == "auto":
         formulation = "exact" if instance.n <= MAX_EXACT_N else "search"
     if options.get("export") and formulation != "time-indexed":
@@ -119,6 +121,61 @@ def solve(instance, *, time_limit_s: float, options: dict | None = None) -> dict
     return out
 
 
+def _prefix_rows(instance, replica_of, hits) -> list[dict]:
+    from servopt.solvers.routing_prefix import cost_of
+
+    return [{"id": r.id, "replica": instance.replicas[k].id, "hit_blocks": int(h), "cost": cost_of(instance, j, h)}
+            for j, (r, k, h) in enumerate(zip(instance.requests, replica_of, hits))]
+
+
+def _solve_prefix(instance, time_limit_s, formulation, options) -> dict:
+    """The prefix model (solvers/routing_prefix.py): exact subset DP for n <= 12, else bound + search."""
+    from servopt.simulator.routing_policies import ROUTERS, simulate_prefix_routing
+    from servopt.solvers import routing_prefix as P
+    from servopt.solvers.routing_exact import MAX_EXACT_N
+
+    if formulation not in ("auto", "exact", "search"):
+        raise InputError("--formulation", f"the prefix model offers auto, exact and search, not '{formulation}'")
+    if options.get("export"):
+        raise InputError("--export", "the prefix model has no MILP to export")
+    t0 = time.perf_counter()
+    time_limit_s = max(0.5, time_limit_s - min(3.0, 0.05 * time_limit_s))
+    starts, best_router, best_value = {}, None, None
+    for name in ROUTERS:
+        sim = simulate_prefix_routing(instance, name)
+        starts[name] = sim["replica_of"]
+        if best_value is None or sim["objective"] < best_value:
+            best_router, best_value = name, sim["objective"]
+    if formulation == "exact" or (formulation == "auto" and instance.n <= MAX_EXACT_N):
+        res = P.solve_exact(instance, time_limit_s=time_limit_s)
+    else:
+        left = max(0.1, time_limit_s - (time.perf_counter() - t0))
+        res = P.solve_search(instance, time_limit_s=left, starts=starts)
+    return {"kind": KIND, "model": "prefix", "method": res.method, "formulation": res.method,
+            "objective_name": instance.objective, "status": res.status, "objective": res.objective, "bound": res.bound,
+            "gap": res.gap, "solve_seconds": round(time.perf_counter() - t0, 4), "solver": "servopt-routing-prefix",
+            "bound_source": "subset-dp" if res.method == "prefix-exact" else "pooled-cache",
+            "best_router": f"{best_router}/lru", "best_router_objective": best_value,
+            "hit_rate": sum(res.hits) / max(1, sum(len(r.prefix_block_ids) for r in instance.requests)),
+            "search": res.stats, "requests": _prefix_rows(instance, res.replica_of, res.hits)}
+
+
+def _simulate_prefix(instance, router, eviction, options) -> dict:
+    from servopt.simulator.routing_policies import simulate_prefix_routing
+
+    router_opts, extra, seed = _split_params(dict(options or {}))
+    if extra:
+        raise InputError(f"--param {sorted(extra)[0]}", "the prefix model takes router.NAME and seed parameters only")
+    t0 = time.perf_counter()
+    sim = simulate_prefix_routing(instance, router, eviction=eviction or "lru", seed=seed, router_options=router_opts)
+    return {"kind": KIND, "model": "prefix", "method": f"router:{sim['router']}/{sim['eviction']}",
+            "objective_name": instance.objective, "status": "feasible", "objective": sim["objective"], "bound": None,
+            "gap": None, "solve_seconds": round(time.perf_counter() - t0, 4), "solver": None, "router": sim["router"],
+            "policy": sim["eviction"], "router_options": router_opts, "seed": seed, "preemptions": 0,
+            "hit_rate": sum(sim["hits"]) / max(1, sum(len(r.prefix_block_ids) for r in instance.requests)),
+            "requests": _prefix_rows(instance, sim["replica_of"], sim["hits"])}
+
+
 def _solve_mip(instance, incumbents, time_limit_s, options):
     from servopt.models import routing as model_mod
     from servopt.solvers.highs import solve as highs_solve
@@ -171,6 +228,8 @@ def simulate(instance, *, policy: str | None, options: dict | None = None, route
     """Run ``router`` with ``policy`` on every replica (simulator/routing_policies.py) as result JSON."""
     from servopt.simulator.routing_policies import DEFAULT_KV_POLICY, canonical_router, simulate_routing
 
+    if instance.model == "prefix":  # --policy names the per-replica eviction policy there (default lru)
+        return _simulate_prefix(instance, router, policy, options)
     router_opts, policy_params, seed = _split_params(dict(options or {}))
     policy = policy or DEFAULT_KV_POLICY
     t0 = time.perf_counter()
@@ -201,8 +260,9 @@ def compare(instance, *, policies: list[str], time_limit_s: float, options: dict
     for name in policies:
         router, _, policy = name.partition("/")
         t1 = time.perf_counter()
-        res = simulate(instance, policy=policy or DEFAULT_KV_POLICY, router=router)
-        rows.append({"policy": f"{res['router']}/{res['policy']}", "cost": res["objective"],
+        default = "lru" if instance.model == "prefix" else DEFAULT_KV_POLICY
+        res = simulate(instance, policy=policy or default, router=router)
+        rows.append({"policy": f"{res['router']}/{res['policy']}", "cost": res["objective"], "hit_rate": res.get("hit_rate"),
                      "preemptions": res["preemptions"], "seconds": time.perf_counter() - t1, "status": res["status"]})
     left = max(0.5, time_limit_s - (time.perf_counter() - t0))
     opt = solve(instance, time_limit_s=left, options={"formulation": (options or {}).get("formulation"),

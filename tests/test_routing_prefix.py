@@ -1,0 +1,81 @@
+"""The prefix model (routing + caching, Wu, Silwal, Zhang, ICLR 2026): the exact subset DP against
+enumerating every assignment x the per-replica Belady optimum, the pooled-cache bound below it, routers
+(with LRU caches) never below it, every result re-checked by the independent checker."""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from servopt.analysis.routing_check import check_result
+from servopt.errors import InputError
+from servopt.instances import routing as R
+from servopt.kinds import routing as kind
+from servopt.simulator.routing_policies import ROUTERS
+from servopt.solvers import routing_prefix as P
+
+
+def _random_prefix_instance(seed, n=6, caps=(4, 6), objective="makespan"):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    roots = [[0, 1], [0, 2], [3], [4, 5]]
+    reqs = []
+    for i in range(n):
+        path = list(roots[int(rng.integers(len(roots)))])
+        path += [100 + 10 * i + d for d in range(int(rng.integers(0, 3)))]  # a private tail
+        reqs.append({"id": f"q{i}", "arrival": i, "prompt_tokens": 16 * len(path), "output_tokens": int(rng.integers(1, 20)),
+                     "hash_ids": path})
+    return kind.load({"kind": "routing", "model": "prefix", "objective": objective, "block_tokens": 16,
+                      "alpha_hit": 0.25, "alpha_miss": 1.0,
+                      "replicas": [{"id": f"c{k}", "cache_blocks": c} for k, c in enumerate(caps)], "requests": reqs})
+
+
+def _enumerate(inst):
+    return min(P.evaluate(inst, list(a))[0] for a in itertools.product(range(inst.num_replicas), repeat=inst.n))
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), objective=st.sampled_from(["makespan", "total_cost"]),
+       caps=st.sampled_from([(4, 6), (3, 3), (2, 5, 8)]))
+def test_exact_equals_enumeration_and_nothing_beats_it(seed, objective, caps):
+    inst = _random_prefix_instance(seed, caps=caps, objective=objective)
+    res = kind.solve(inst, time_limit_s=60)
+    assert res["status"] == "optimal"
+    assert res["objective"] == pytest.approx(_enumerate(inst))
+    assert check_result(inst, res) == []
+    assert P.pooled_bound(inst) <= res["objective"] + 1e-6
+    for name in ROUTERS:
+        sim = kind.simulate(inst, policy="lru", router=name)
+        assert check_result(inst, sim) == [], name
+        assert sim["objective"] >= res["objective"] - 1e-6, name
+
+
+def test_search_on_a_mooncake_slice_is_valid():
+    inst = kind.load(R.mooncake_prefix(source="conversation_sample", n=60, replicas=3, cache_blocks=60))
+    res = kind.solve(inst, time_limit_s=5, options={"formulation": "search"})
+    assert res["bound"] <= res["objective"] <= res["best_router_objective"] + 1e-6
+    assert check_result(inst, res) == []
+
+
+def test_checker_rejects_impossible_hits():
+    inst = _random_prefix_instance(3, n=4)
+    res = kind.solve(inst, time_limit_s=30)
+    first = dict(res["requests"][0])
+    first["hit_blocks"] = len(inst.requests[0].prefix_block_ids)  # nothing cached before the first request
+    bad = {**res, "requests": [first] + res["requests"][1:]}
+    assert any("earlier requests" in p for p in check_result(inst, bad))
+    assert any("not a replica" in p for p in check_result(inst, {**res, "requests": [{**first, "replica": "x"}] + res["requests"][1:]}))
+
+
+def test_prefix_input_errors():
+    data = R.mooncake_prefix(source="conversation_sample", n=3, replicas=2)
+    with pytest.raises(InputError, match="alpha_hit"):
+        kind.load({**data, "alpha_hit": 2.0})
+    with pytest.raises(InputError, match="ids must name prefixes"):
+        kind.load({**data, "requests": [{**data["requests"][0], "hash_ids": [0, 1]},
+                                        {**data["requests"][1], "id": "z", "hash_ids": [1]}]})
+    with pytest.raises(InputError, match="--formulation"):
+        kind.solve(kind.load(data), time_limit_s=5, options={"formulation": "time-indexed"})
