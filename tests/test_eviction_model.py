@@ -210,3 +210,12 @@ def test_lp_rounding_and_restricted_milp_give_valid_plans_below_the_optimum():
                                                  fix_from=x, prog=prog2, warm_hits=plan.hits)
         v2 = sum(sum(weights[:h]) for h in hits_from_x(prog2, x2))
         assert value <= v2 <= best
+
+
+def test_sglang_node_splits_where_a_match_ends():
+    # r0 inserts node [0,1,2,3]; r1 matches [0,1] (SGLang splits the node there); r2 needs one slot:
+    # the LRU leaf node is [2,3], freed whole; vLLM's LRU frees the single block 3
+    paths = [[0, 1, 2, 3], [0, 1], [0, 5]]
+    sg = replay(paths, 4, registry.make("eviction", "lru_sglang"))
+    assert sg.evict[2] == (3, 2)
+    assert replay(paths, 4, registry.make("eviction", "lru")).evict[2] == (3,)
