@@ -138,6 +138,9 @@ def build(instance: KVScheduleInstance, *, formulation: str = "time-indexed", ho
                    ordered=True)
     m.x = pyo.Var(m.IT, domain=pyo.UnitInterval if relax else pyo.Binary)
     m._kv = KVModelData(instance, T, proven, windows, relax)
+    # a key for exported LP/MPS files (solvers.highs.write_model): x indices are positions, not ids
+    m._export_legend = ["x(i_t) = 1: request i starts in round t; i = " + ", ".join(
+        f"{i}: {r.id}" for i, r in enumerate(reqs[:40])) + (f", ... ({len(reqs)} requests)" if len(reqs) > 40 else "")]
 
     # memory rows: who is alive in round t with which coefficient, built once (O(nnz)) instead of per row.
     alive: dict[int, list[tuple[int, int, int]]] = {}
