@@ -246,3 +246,22 @@ def test_gap_is_null_when_the_objective_is_zero():
     assert relative_gap(0.0, 6.5, "max") is None
     assert relative_gap(0.0, 0.0, "max") == 0.0
     assert relative_gap(2.0, 3.0, "max") == pytest.approx(0.5)
+
+
+def test_link_cut_bound_is_tight_on_two_regions():
+    """Region A (source side) holds 4 < 5 layers, region B reaches no source: every unit of flow
+    crosses one of the two slow links (3 + 2 tokens/s), and the bound says exactly that."""
+    nodes = [{"id": i, "throughput_tokens_per_s": [50.0] * k} for i, k in (("a1", 2), ("a2", 2), ("b1", 3), ("b2", 3))]
+    links = [{"from": "source", "to": "a1", "tokens_per_s": 100}, {"from": "source", "to": "a2", "tokens_per_s": 100},
+             {"from": "a1", "to": "a2", "tokens_per_s": 100}, {"from": "a2", "to": "a1", "tokens_per_s": 100},
+             {"from": "b1", "to": "b2", "tokens_per_s": 100}, {"from": "b2", "to": "b1", "tokens_per_s": 100},
+             {"from": "a1", "to": "b1", "tokens_per_s": 3}, {"from": "a2", "to": "b2", "tokens_per_s": 2},
+             {"from": "b1", "to": "sink", "tokens_per_s": 100}, {"from": "b2", "to": "sink", "tokens_per_s": 100}]
+    inst = instance_from_dict({"kind": "layer_placement", "num_layers": 5, "nodes": nodes, "links": links})
+    bound, info = net.link_cut_bound(net.FlowOracle(inst))
+    assert bound == pytest.approx(5.0) and info["groups"] == 2
+    from servopt.kinds import layer_placement as kind
+
+    result = kind.solve(inst, time_limit_s=20, options={})  # a1, a2 on [0, 2), b1, b2 on [2, 5): 3 + 2
+    assert result["objective"] == pytest.approx(5.0) and result["status"] == "optimal"
+    assert kind.check(inst, result) == []
