@@ -147,14 +147,15 @@ def render(result: dict, console) -> None:
                f"bound {_fmt(result.get('bound'))}, gap {_pct(result.get('gap'))}, status {result.get('status')}, "
                f"{_fmt(result.get('solve_seconds'))} s")
     table = Table(title=f"kv_schedule {result.get('method', '')}", caption=summary)
-    for col in ("id", "start", "finish", "preempted attempts"):
+    for col in ("id", "arrival", "start", "finish", "latency", "preempted attempts"):
         table.add_column(col, justify="left" if col == "id" else "right")
     rows = result.get("requests", [])
     for row in rows[:40]:
         attempts = ", ".join(f"{a['start']}->{a['preempted_at']}" for a in row.get("attempts", []) or [])
-        table.add_row(str(row["id"]), str(row["start"]), str(row["finish"]), attempts or "-")
+        table.add_row(str(row["id"]), str(row.get("arrival", "-")), str(row["start"]), str(row["finish"]),
+                      str(row.get("latency", "-")), attempts or "-")
     if len(rows) > 40:
-        table.add_row(f"... {len(rows) - 40} more", "", "", "")
+        table.add_row(f"... {len(rows) - 40} more", "", "", "", "", "")
     console.print(table)
 
 
