@@ -60,6 +60,12 @@ def test_compare_accepts_aliases_names_its_flag_and_captions_the_method(run_cli)
     assert code == 0 and "hindsight IP" not in out and "branch-and-bound: incumbent" in out
 
 
+@pytest.mark.parametrize("example", ["example_routing.json", "example_eviction.json", "example_batching.json"])
+def test_compare_errors_name_policies_for_every_kind(example, run_cli):
+    code, out, err = run_cli("compare", f"instances/data/{example}", "--policies", "nosuch", "--time-limit", LONG)
+    assert code == 2 and err.startswith("error: --policies:") and "nosuch" in err
+
+
 def test_kv_rows_carry_arrival_and_latency(tmp_path, run_cli):
     res = tmp_path / "kv.json"
     code, out, err = run_cli("solve", EXAMPLE_KV, "--time-limit", LONG, "--out", res, "--json")

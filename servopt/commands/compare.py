@@ -43,7 +43,8 @@ def run(args) -> int:
             result = module.compare(instance, policies=policies, time_limit_s=args.time_limit,
                                     options={"rel_gap": args.rel_gap, "formulation": args.formulation})
         except InputError as exc:
-            if exc.field in ("--policy", "--scheduler", "policy"):  # the kinds' own flag name: say the one typed
+            # the kinds name their own flags (simulate's --policy, --router, --eviction): say the one typed here
+            if exc.field in ("--policy", "--scheduler", "--router", "--eviction", "policy", "scheduler", "router", "eviction"):
                 raise InputError("--policies", exc.message) from None
             raise
     if args.out:
