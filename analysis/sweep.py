@@ -1,9 +1,9 @@
 """Sweeps: a grid of (instance family or instance file, size, seed, method) x policies, run locally or on Ray.
 
-A *cell* is one instance and one method for the offline optimum; the cell solves the optimum once
-and runs every policy of the sweep against it (analysis/compare.py for ``kv_schedule``: the
-policies' schedules re-checked by the independent checker, the interval ``[ALG/incumbent,
-ALG/bound]``). Each cell gives one row per policy in ``DIR/results.csv`` (and ``results.parquet``
+A *cell* is one instance and one method for the offline optimum; the cell solves the optimum once,
+with the cell's whole time limit, and runs every policy of the sweep against it (for
+``kv_schedule`` as analysis/compare.py does: the policies' schedules re-checked by the independent
+checker, the interval ``[ALG/incumbent, ALG/bound]``). Each cell gives one row per policy in ``DIR/results.csv`` (and ``results.parquet``
 where pyarrow is installed); ``DIR/summary.json`` holds the ratio table and the check against the
 proven constants (analysis/ratios.py).
 
@@ -265,30 +265,52 @@ def make_instance(cell: dict) -> dict:
 
 
 def _kv_rows(cell: dict, data: dict) -> tuple[list[dict], dict]:
-    from servopt.analysis.compare import compare_kv_schedule
+    """The optimum with the cell's whole time limit, then every policy against it (as analysis/compare.py,
+    but a policy is never cut short by the optimum's time: a policy takes milliseconds, and a sweep wants
+    its cost on every instance)."""
+    from servopt.analysis.kv_check import check_result
+    from servopt.analysis.kv_optimum import formulations, solve_optimum
     from servopt.analysis.ratios import instance_setting
     from servopt.kinds import kv_schedule as kind
+    from servopt.simulator.kv_rounds import PolicyLivelock, policy_module, simulate_rounds
 
     instance = kind.load(data)
-    kwargs = {} if cell["method"] == "default" else {"formulation": cell["method"]}
-    cmp = compare_kv_schedule(instance, list(cell["policies"]), time_limit_s=float(cell["time_limit_s"]),
-                              rel_gap=float(cell["rel_gap"]), policy_params=cell.get("policy_params") or None, **kwargs)
-    proven = cmp.optimum_status == "optimal" and cmp.bound is not None and cmp.incumbent is not None \
-        and cmp.bound >= cmp.incumbent - 1e-9
-    setting = instance_setting(instance)
-    common = {"instance_name": instance.name, "memory_tokens": instance.memory_tokens, "opt_status": cmp.optimum_status,
-              "incumbent": cmp.incumbent, "bound": cmp.bound, "bound_source": cmp.bound_source, "gap": cmp.gap,
-              "proven": bool(proven), "solve_seconds": round(cmp.solve_seconds, 4), **setting,
-              "method": cmp.formulation if cell["method"] == "default" else cell["method"]}
+    method = cell["method"]
+    if method == "default":  # what servopt solve and compare use by default
+        method = "auto" if "auto" in formulations() else "time-indexed"
+    opt = solve_optimum(instance, time_limit_s=float(cell["time_limit_s"]), rel_gap=float(cell["rel_gap"]),
+                        formulation=method)
+    proven = opt.status == "optimal" and opt.bound is not None and opt.objective is not None \
+        and opt.bound >= opt.objective - 1e-9
+    common = {"instance_name": instance.name, "memory_tokens": instance.memory_tokens, "opt_status": opt.status,
+              "incumbent": opt.objective, "bound": opt.bound, "bound_source": opt.bound_source, "gap": opt.gap,
+              "proven": bool(proven), "solve_seconds": round(opt.solve_seconds, 4), **instance_setting(instance),
+              "method": method}
+    params = cell.get("policy_params") or {}
     rows = []
-    for r in cmp.rows:
-        rows.append({**common, "policy": r.policy, "cost": r.cost, "policy_status": r.status,
-                     "preemptions": r.preemptions, "ratio_lo": r.ratio_to_incumbent, "ratio_hi": r.ratio_to_bound,
-                     "violations": "; ".join(r.violations), "policy_seconds": round(r.seconds, 4)})
+    for name in cell["policies"]:
+        t0 = time.perf_counter()
+        canonical = policy_module(name).NAME
+        row = {**common, "policy": canonical, "cost": None, "policy_status": "livelock", "preemptions": None,
+               "ratio_lo": None, "ratio_hi": None, "violations": ""}
+        try:
+            sched = simulate_rounds(instance, name, **params.get(name, params.get(canonical, {})))
+        except PolicyLivelock:
+            rows.append({**row, "policy_seconds": round(time.perf_counter() - t0, 4)})
+            continue
+        cost = sched.objective_value(instance)
+        violations = check_result(instance, {"objective": cost, **sched.to_dict()})
+        if opt.bound is not None and cost < opt.bound - 1e-6 * max(1.0, abs(cost)):
+            violations.append(f"cost {cost:g} is below the lower bound {opt.bound:g}: a bug in the bound or the policy")
+        rows.append({**row, "cost": cost, "policy_status": "ok" if not violations else "invalid",
+                     "preemptions": sched.preemptions,
+                     "ratio_lo": cost / opt.objective if opt.objective else None,
+                     "ratio_hi": cost / opt.bound if opt.bound else None,
+                     "violations": "; ".join(violations), "policy_seconds": round(time.perf_counter() - t0, 4)})
     if not rows:  # no policies: one row for the optimum alone
         rows.append({**common, "policy": "", "cost": None, "policy_status": None, "preemptions": None,
                      "ratio_lo": None, "ratio_hi": None, "violations": "", "policy_seconds": None})
-    return rows, {"incumbent": cmp.incumbent, "bound": cmp.bound, "status": cmp.optimum_status}
+    return rows, {"incumbent": opt.objective, "bound": opt.bound, "status": opt.status}
 
 
 def _generic_rows(cell: dict, data: dict) -> tuple[list[dict], dict]:
