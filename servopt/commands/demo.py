@@ -74,7 +74,8 @@ def demo_table(sections, *, width: int):
         for r in rows:
             if str(r.get("instance", "")) not in instances:
                 instances.append(str(r.get("instance", "")))
-        header = f"{name}: {', '.join(i for i in instances if i)}"
+        shorts = [_short(i) for i in instances if i and _short(i) != name]
+        header = name + (f" ({', '.join(shorts)})" if shorts else "")
         table.add_row(f"[bold]{header}[/bold]", *([""] * (len(table.columns) - 1)))
         for row in rows:
             unit = row.get("unit") or UNITS.get(name, "")
