@@ -49,6 +49,7 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default="out/sweeps", help="folder of the sweeps' caches (default out/sweeps)")
     ap.add_argument("--paper-instances", type=int, default=200, help="paper_study: instances per arrival model")
     ap.add_argument("--paper-time-limit", type=float, default=None, help="paper_study: seconds per instance")
+    ap.add_argument("--note", action="append", default=[], help="a line for the notes under the table (repeatable)")
     ap.add_argument("--out", default=str(RESULTS / "sweep_paper"))
     args = ap.parse_args(argv)
     runs = []
@@ -77,11 +78,14 @@ def main(argv=None) -> int:
         print(f"{name}: {summary['instances_proven']} of {summary['instances']} proven, "
               f"{runs[-1]['wall_seconds']} s, {len(summary['violations'])} violations", flush=True)
     runs = list(previous.values()) + runs
-    write(runs, args)
+    notes = []
+    if Path(args.out + ".json").is_file():
+        notes = json.loads(Path(args.out + ".json").read_text()).get("notes", [])
+    write(runs, args, notes + args.note)
     return 0
 
 
-def write(runs, args) -> None:
+def write(runs, args, notes=()) -> None:
     f = lambda x: "-" if x is None else f"{x:.4f}"  # noqa: E731
     lines = ["# The paper's synthetic study through `servopt sweep` (Jaillet et al., arXiv 2502.07115, §6.1)", "",
              f"Machine: {platform.machine()}, {os.cpu_count()} cores shared with other sessions; exact "
@@ -111,9 +115,11 @@ def write(runs, args) -> None:
     lines += ["", "Wall seconds count only the cells run in that invocation (cached cells cost nothing); "
                   "`load` is the 1-minute load average of the shared 2-core machine; CPU seconds are the cells' own "
                   "process time (a worker's first cell includes loading or compiling the numba search)."]
+    if notes:
+        lines += ["", "Notes:", ""] + [f"* {n}" for n in notes]
     text = "\n".join(lines) + "\n"
     Path(args.out + ".md").write_text(text)
-    Path(args.out + ".json").write_text(json.dumps({"runs": runs}, indent=1))
+    Path(args.out + ".json").write_text(json.dumps({"runs": runs, "notes": list(notes)}, indent=1))
     print(text)
 
 
