@@ -49,30 +49,51 @@ def _own_remaining_ms(inst: BatchingInstance, i: int, pre: int, dec: int) -> flo
     return iters * it.fixed_ms + it.per_prefill_token_ms * rem_p + it.per_decode_token_ms * rem_d + it.per_context_token_ms * ctx
 
 
-def _remaining_bound(inst: BatchingInstance, pre, dec, finished, e_prev: float, makespan: bool) -> float:
+def _remaining_tables(inst: BatchingInstance):
+    """Per request, indexed [pre][dec]: (own iterations left, tokens left, variable work left)."""
+    it = inst.iteration
+    B = inst.token_budget
+    tables = []
+    for r in inst.requests:
+        rows = []
+        for pre in range(r.prompt_tokens + 1):
+            row = []
+            for dec in range(r.output_tokens):
+                rem_p = r.prompt_tokens - pre
+                rem_d = max(0, r.output_tokens - 1 - dec)
+                ctx = sum(r.prompt_tokens + j for j in range(dec, r.output_tokens - 1))
+                w = it.per_prefill_token_ms * rem_p + it.per_decode_token_ms * rem_d + it.per_context_token_ms * ctx
+                row.append((math.ceil(rem_p / B) + rem_d, rem_p + rem_d, w))
+            rows.append(row)
+        tables.append(rows)
+    return tables
+
+
+def _remaining_bound(inst: BatchingInstance, pre, dec, finished, e_prev: float, makespan: bool, tables=None) -> float:
     """A lower bound on what the unfinished requests still add (module docstring, pruning (1)).
 
     Per request: ``C_i >= max(E_prev, a_i) + own_i``. Jointly: the j-th of them to finish does so
     no earlier than ``E_prev`` plus ``fixed`` times the iterations needed (at least the j-th smallest
-    own iteration count, and at least the j smallest token counts over B) plus the j smallest
+    own iteration count, the j smallest token counts over B, and the j smallest own iteration
+    counts over S, each iteration holding at most S participants) plus the j smallest
     variable works; the j-th smallest completion is also at least the j-th smallest own bound.
     For makespan only the largest of these matters.
     """
-    it = inst.iteration
+    fixed = inst.iteration.fixed_ms
     B = inst.token_budget
+    tables = tables or _remaining_tables(inst)
+    reqs = inst.requests
     own, iters, tokens, works = [], [], [], []
+    arrivals = 0.0
     for i in range(inst.n):
         if finished[i]:
             continue
-        r = inst.requests[i]
-        rem_p = r.prompt_tokens - pre[i]
-        rem_d = r.output_tokens - 1 - dec[i]
-        m = math.ceil(rem_p / B) + rem_d
-        ctx = sum(r.prompt_tokens + j for j in range(dec[i], r.output_tokens - 1))
-        w = it.per_prefill_token_ms * rem_p + it.per_decode_token_ms * rem_d + it.per_context_token_ms * ctx
-        own.append(max(e_prev, r.arrival_ms) + m * it.fixed_ms + w)
+        m, tok, w = tables[i][pre[i]][dec[i]]
+        a = reqs[i].arrival_ms
+        arrivals += a
+        own.append((e_prev if e_prev > a else a) + m * fixed + w)
         iters.append(m)
-        tokens.append(rem_p + rem_d)
+        tokens.append(tok)
         works.append(w)
     if not own:
         return 0.0
@@ -80,15 +101,23 @@ def _remaining_bound(inst: BatchingInstance, pre, dec, finished, e_prev: float, 
     iters.sort()
     tokens.sort()
     works.sort()
-    arrivals = sum(inst.requests[i].arrival_ms for i in range(inst.n) if not finished[i])
+    S = inst.batch_limit
     total = 0.0
-    cum_tok = cum_w = 0.0
+    cum_tok = cum_it = 0
+    cum_w = 0.0
     last = 0.0
     for j in range(len(own)):
         cum_tok += tokens[j]
+        cum_it += iters[j]
         cum_w += works[j]
-        joint = e_prev + it.fixed_ms * max(iters[j], math.ceil(cum_tok / B)) + cum_w
-        last = max(joint, own[j])
+        need = -(-cum_tok // B)
+        by_slots = -(-cum_it // S)
+        if by_slots > need:
+            need = by_slots
+        if iters[j] > need:
+            need = iters[j]
+        joint = e_prev + fixed * need + cum_w
+        last = joint if joint > own[j] else own[j]
         total += last
     if makespan:
         return max(last, own[-1])
@@ -161,6 +190,7 @@ def exhaustive(instance: BatchingInstance, *, max_nodes: int = 2_000_000, deadli
         best["value"], best["batches"] = incumbent.objective_value(inst) + 1e-9, list(incumbent.batches)
     nodes = 0
     seen: dict[tuple, list[tuple[float, float]]] = {}
+    tables = _remaining_tables(inst)
 
     def advance(pre, dec, kv, finished, batch):
         pre, dec, kv, finished = list(pre), list(dec), list(kv), list(finished)
@@ -198,10 +228,6 @@ def exhaustive(instance: BatchingInstance, *, max_nodes: int = 2_000_000, deadli
                 best["value"], best["batches"] = cost, list(seq)
             return
         if not goodput:
-            rest = _remaining_bound(inst, pre, dec, finished, e_prev, makespan)
-            lb = max(cost, rest) if makespan else cost + rest
-            if lb >= best["value"] - 1e-9:
-                return
             state = (tuple(pre), tuple(dec))
             kept = seen.setdefault(state, [])
             for e, c in kept:
@@ -209,6 +235,10 @@ def exhaustive(instance: BatchingInstance, *, max_nodes: int = 2_000_000, deadli
                     return
             kept[:] = [(e, c) for e, c in kept if not (e_prev <= e and cost <= c)]
             kept.append((e_prev, cost))
+            rest = _remaining_bound(inst, pre, dec, finished, e_prev, makespan, tables)
+            lb = max(cost, rest) if makespan else cost + rest
+            if lb >= best["value"] - 1e-9:
+                return
         for batch, _ in _batches(inst, pre, dec, finished):
             start = max([e_prev] + [reqs[i].arrival_ms for i, _, _ in batch])
             ctx = sum(kv[i] for i, kind, _ in batch if kind == "d")
