@@ -10,6 +10,9 @@ Sections (each row carries its instance, time limit and wall seconds; kind ``rou
    60 s limit (bounds + search): incumbent, bound, and every router's interval.
 3. ``tuning``: llm-d scorer weights (prefix, kv-cache utilisation, queue) on a grid and Dynamo's overlap
    weight, each router's ratio to the best known routing of section 2 (defaults 3/2/2 and 1.0).
+4. ``prefix``: the prefix model (routing + caching, Wu, Silwal, Zhang, ICLR 2026) on the shipped Mooncake
+   slices (conversation 1,000 and synthetic 500 requests), 4 and 8 replicas of 1,000 blocks: every
+   router with LRU caches, its hit rate and makespan against the best known and the pooled-cache bound.
 
 ``python benchmarks/routing.py`` writes benchmarks/results/routing.{json,md}; ``--quick`` runs a small
 version (for a smoke test). The per-replica policy is mc-sf throughout (the simulator's default).
@@ -87,6 +90,59 @@ def trace_rows(quick: bool, limit: float) -> tuple[list[dict], dict]:
     return rows, best_known
 
 
+def prefix_rows(quick: bool, limit: float) -> list[dict]:
+    """The prefix model on Mooncake slices: each router (LRU caches) against the best known and the bound."""
+    from servopt.instances import routing as R
+    from servopt.kinds import routing as kind
+
+    rows = []
+    slices = [("conversation", 1000), ("synthetic", 500)]
+    for (source, n), reps in itertools.product(slices, (4, 8)):
+        if quick:
+            n = 150
+        inst = kind.load(R.mooncake_prefix(source=source, n=n, replicas=reps, cache_blocks=1000))
+        res = _solve(inst, limit)
+        head = {"section": "prefix", "instance": f"mooncake {source} {n}, {reps} replicas x 1000 blocks",
+                "incumbent": res["objective"], "bound": res["bound"], "gap": res["gap"], "hit_rate_best": res["hit_rate"],
+                "seconds": round(res["wall_s"], 1), "time_limit_s": limit}
+        for name in kind.DEFAULT_POLICIES.split(","):
+            sim = kind.simulate(inst, policy="lru", router=name)
+            rows.append({**head, "router": name, "cost": sim["objective"], "hit_rate": sim["hit_rate"],
+                         "ratio_to_incumbent": sim["objective"] / res["objective"],
+                         "ratio_to_bound": sim["objective"] / res["bound"]})
+        print(head["instance"], res["objective"], res["bound"], flush=True)
+        if reps == 4:
+            rows += _prefix_tuning(inst, head["instance"], res["objective"], res["bound"], quick)
+    return rows
+
+
+def _prefix_tuning(inst, label, best, bound, quick) -> list[dict]:
+    """llm-d weights and Dynamo's overlap weight in the prefix model, where prefix scores matter."""
+    from servopt.simulator.routing_policies import simulate_prefix_routing
+
+    grid = [0.0, 1.0, 3.0] if quick else [0.0, 1.0, 2.0, 3.0, 5.0]
+    trials = []
+    for wp, wk, wq in itertools.product(grid, grid, grid):
+        if wp == wk == wq == 0.0:
+            continue
+        opts = {"prefix_weight": wp, "kv_weight": wk, "queue_weight": wq}
+        trials.append((simulate_prefix_routing(inst, "llm_d", router_options=opts)["objective"], opts))
+    default = simulate_prefix_routing(inst, "llm_d")["objective"]
+    cost, opts = min(trials, key=lambda t: t[0])
+    out = [{"section": "tuning", "instance": f"prefix: {label}", "router": "llm_d", "default": "3/2/2",
+            "default_ratio": default / best, "tuned": f"{opts['prefix_weight']:g}/{opts['kv_weight']:g}/{opts['queue_weight']:g}",
+            "tuned_ratio": cost / best, "tuned_ratio_to_bound": cost / bound, "trials": len(trials)}]
+    d_trials = [(simulate_prefix_routing(inst, "dynamo", router_options={"overlap_weight": w})["objective"], w)
+                for w in (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)]
+    default = [c for c, w in d_trials if w == 1.0][0]
+    cost, w = min(d_trials)
+    out.append({"section": "tuning", "instance": f"prefix: {label}", "router": "dynamo", "default": "1",
+                "default_ratio": default / best, "tuned": f"{w:g}", "tuned_ratio": cost / best,
+                "tuned_ratio_to_bound": cost / bound, "trials": len(d_trials)})
+    print(out, flush=True)
+    return out
+
+
 def tuning_rows(best_known: dict) -> list[dict]:
     from servopt.kinds import routing as kind
     from servopt.simulator.routing_policies import simulate_routing
@@ -144,6 +200,17 @@ def table(rows: list[dict]) -> list[str]:
         for r in sorted(sub, key=lambda r: r["cost"]):
             lines.append(f"| {r['router']} | {r['cost']:g} | {r['ratio_to_incumbent']:.4f} | {r['ratio_to_bound']:.4f} | "
                          f"{100 * (r['ratio_to_bound'] - r['ratio_to_incumbent']):.1f} % |")
+    pr = [r for r in rows if r["section"] == "prefix"]
+    for label in dict.fromkeys(r["instance"] for r in pr):
+        sub = [r for r in pr if r["instance"] == label]
+        h = sub[0]
+        lines += ["", f"## Prefix model: {label}, makespan, limit {h['time_limit_s']:g} s",
+                  "", f"Best known {h['incumbent']:,.0f} (its Belady caches hit {100 * h['hit_rate_best']:.1f} % of prompt "
+                      f"blocks), bound {h['bound']:,.0f} (pooled cache), gap {100 * h['gap']:.2f} %, {h['seconds']:.1f} s wall.", "",
+                  "| router (LRU caches) | makespan | hit rate | ALG/best known | ALG/bound |", "|---|---|---|---|---|"]
+        for r in sorted(sub, key=lambda r: r["cost"]):
+            lines.append(f"| {r['router']} | {r['cost']:,.0f} | {100 * r['hit_rate']:.1f} % | {r['ratio_to_incumbent']:.4f} | "
+                         f"{r['ratio_to_bound']:.4f} |")
     tu = [r for r in rows if r["section"] == "tuning"]
     if tu:
         lines += ["", "## Weight tuning against the best known routing", "",
@@ -168,6 +235,7 @@ def main(argv=None) -> int:
     trows, best_known = trace_rows(args.quick, args.time_limit)
     rows += trows
     rows += tuning_rows(best_known)
+    rows += prefix_rows(args.quick, args.time_limit)
     lines = table(rows)
     meta = {"machine": platform.node(), "python": platform.python_version(), "wall_s": round(time.perf_counter() - t0, 1),
             "quick": args.quick, "time_limit_s": args.time_limit}

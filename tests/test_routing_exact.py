@@ -188,3 +188,20 @@ def test_srpt_finishes_by_hand():
     # is shorter: done at 1.5 -> round 2; the first resumes, 2 left, done at 2.5 -> round 3
     assert srpt_finishes([0, 1], [4, 1], 2) == [3, 2]
     assert srpt_finishes([0, 5], [2, 2], 2) == [1, 6]  # idle gap: the second starts at its arrival
+
+
+def test_search_sgs_equals_the_kv_certify_sgs():
+    import numpy as np
+
+    from servopt.solvers.kv_schedule_certify import _Arrays, serial_schedule
+    from servopt.solvers.routing_search import serial_starts
+
+    rng = np.random.default_rng(0)
+    for trial in range(60):
+        n, M = int(rng.integers(1, 25)), int(rng.integers(20, 60))
+        a, s = rng.integers(0, 20, n), rng.integers(0, 8, n)
+        o = rng.integers(1, M - 8, n) if trial % 2 else rng.integers(1, 12, n)  # long ramps take the numpy path
+        order = list(rng.permutation(n))
+        ref = serial_schedule(_Arrays(a, s, o, np.ones(n), M, "total_latency"), order)
+        got = serial_starts(a, s, o, M, order)
+        assert [got[i] for i in range(n)] == list(ref)
