@@ -725,6 +725,12 @@ def generic_summary(result: dict) -> dict:
     out = {k: result.get(k) for k in keys if k in result}
     notes = result.get("notes") or []
     out["notes"] = [str(n) for n in notes] if isinstance(notes, list) else [str(notes)]
+    rows = result.get("rows")
+    if isinstance(rows, list):  # a comparison: each policy's cost and its ratio to the optimum's incumbent
+        # the kinds name these columns differently (eviction: objective and share_of_optimum)
+        out["policies"] = [{"policy": r.get("policy"), "cost": r.get("cost", r.get("objective")),
+                            "ratio": r.get("ratio_to_incumbent", r.get("share_of_optimum")),
+                            "status": r.get("status")} for r in rows if isinstance(r, dict)]
     return out
 
 
@@ -735,7 +741,7 @@ def render_generic(summary: dict, console) -> None:
     t.add_column("field")
     t.add_column("value", justify="right")
     for k, v in summary.items():
-        if k == "notes":
+        if k in ("notes", "policies"):
             continue
         if k == "gap" and isinstance(v, (int, float)):
             v = f"{100 * v:.3g}%"
@@ -743,6 +749,16 @@ def render_generic(summary: dict, console) -> None:
             v = f"{v:,.6g}"
         t.add_row(k, "-" if v is None else str(v))
     console.print(t)
+    if summary.get("policies"):
+        p = Table(title="policies against the optimum", title_justify="left",
+                  caption="ratio = policy / the optimum's incumbent", caption_justify="left")
+        for col in ("policy", "cost", "ratio", "status"):
+            p.add_column(col, justify="left" if col in ("policy", "status") else "right")
+        for r in summary["policies"]:
+            cost, ratio = r.get("cost"), r.get("ratio")
+            p.add_row(str(r.get("policy")), "-" if cost is None else f"{cost:,.6g}", "-" if ratio is None else f"{ratio:.4f}",
+                      str(r.get("status") or ""))
+        console.print(p)
     for n in summary.get("notes", []):
         console.print(f"note: {n}")
 

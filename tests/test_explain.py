@@ -219,6 +219,11 @@ def test_generic_summary_for_other_kinds():
     assert e["details"] is None and e["summary"]["method"] == "belady" and e["summary"]["notes"] == ["a note"]
     text = _text(ex.render, e, result)
     assert "belady" in text and "note: a note" in text
+    comparison = {"kind": "routing_comparison", "incumbent": 41, "bound": 41, "gap": 0.0,
+                  "rows": [{"policy": "jsq", "cost": 71, "ratio_to_incumbent": 71 / 41, "status": "ok"}]}
+    e = ex.explain(comparison)
+    assert e["summary"]["policies"] == [{"policy": "jsq", "cost": 71, "ratio": 71 / 41, "status": "ok"}]
+    assert "1.7317" in _text(ex.render, e, comparison)
 
 
 # ---- CLI -----------------------------------------------------------------------------------------------------
