@@ -14,7 +14,10 @@ rules of ``servopt.instances.batching``, so it needs no horizon and shares no co
   one cannot do better (the rest of the problem only depends on the progress and on E_prev,
   monotonically).
 * goodput: every complete sequence is timed with ``best_timing`` (the least ends meeting the
-  largest SLO set, over all subsets), no pruning: only for a handful of tokens.
+  largest SLO set, over all subsets). Pruning uses only what idling cannot undo: a request whose
+  first token is (or must be, at the least times) later than ``a_i + ttft`` is lost, which bounds
+  the goodput still reachable; at equal goodput, the total latency at the least times plus the
+  bound of (1) must beat the incumbent's.
 
 ``max_nodes`` and ``deadline`` bound the work; exceeding either raises ``SearchTooLarge`` (never a
 silent answer).
@@ -188,6 +191,27 @@ def exhaustive(instance: BatchingInstance, *, max_nodes: int = 2_000_000, deadli
     best = {"value": math.inf, "key": None, "batches": None}
     if incumbent is not None and not goodput:
         best["value"], best["batches"] = incumbent.objective_value(inst) + 1e-9, list(incumbent.batches)
+    if incumbent is not None and goodput:
+        best["key"] = (-incumbent.objective_value(inst), incumbent.total_latency_ms(inst))
+        best["batches"], best["sched"] = list(incumbent.batches), incumbent
+    ttft = inst.slo_ttft_ms
+    B = inst.token_budget
+
+    def ttft_lost(pre, first_end, e_prev) -> int:
+        """Requests that can no longer meet the TTFT SLO: times here are the least possible ones
+        (idling only delays), so a first token already too late, or one that cannot come in time
+        even if the rest of its prompt ran alone from now, is lost for good."""
+        if ttft is None:
+            return 0
+        lost = 0
+        for i, r in enumerate(reqs):
+            if first_end[i] is not None:
+                lost += first_end[i] - r.arrival_ms > ttft + 1e-9
+            else:
+                rem = r.prompt_tokens - pre[i]
+                earliest = max(e_prev, r.arrival_ms) + math.ceil(rem / B) * it.fixed_ms + it.per_prefill_token_ms * rem
+                lost += earliest - r.arrival_ms > ttft + 1e-9
+        return lost
     nodes = 0
     seen: dict[tuple, list[tuple[float, float]]] = {}
     tables = _remaining_tables(inst)
@@ -211,13 +235,23 @@ def exhaustive(instance: BatchingInstance, *, max_nodes: int = 2_000_000, deadli
                     events.append(i)
         return pre, dec, kv, finished, events
 
-    def dfs(pre, dec, kv, finished, e_prev, cost, seq):
+    def dfs(pre, dec, kv, finished, e_prev, cost, seq, first_end):
         nonlocal nodes
         nodes += 1
         if nodes > max_nodes:
             raise SearchTooLarge(f"more than {max_nodes} search nodes")
         if deadline is not None and nodes % 512 == 0 and time.perf_counter() > deadline:
             raise SearchTooLarge(f"deadline reached after {nodes} search nodes")
+        if goodput and best["key"] is not None:
+            # prune: at most n - lost requests can meet the SLOs; at equal goodput, total latency
+            # at the least times plus the order-statistic bound cannot beat the incumbent's
+            upper = n - ttft_lost(pre, first_end, e_prev)
+            if upper < -best["key"][0]:
+                return
+            if upper == -best["key"][0]:
+                rest = _remaining_bound(inst, pre, dec, finished, e_prev, False, tables) if not all(finished) else 0.0
+                if cost + rest >= best["key"][1] - 1e-9:
+                    return
         if all(finished):
             if goodput:
                 sched = best_timing(inst, seq)
@@ -250,11 +284,17 @@ def exhaustive(instance: BatchingInstance, *, max_nodes: int = 2_000_000, deadli
                 cost2 = max([cost] + [end for _ in events])
             else:
                 cost2 = cost + sum(end - reqs[i].arrival_ms for i in events)
+            first2 = first_end
+            if goodput:
+                first2 = list(first_end)
+                for i, kind, _ in batch:
+                    if kind == "p" and pre2[i] == reqs[i].prompt_tokens:
+                        first2[i] = end
             seq.append(batch)
-            dfs(pre2, dec2, kv2, fin2, end, cost2, seq)
+            dfs(pre2, dec2, kv2, fin2, end, cost2, seq, first2)
             seq.pop()
 
-    dfs([0] * n, [0] * n, [0] * n, [False] * n, 0.0, 0.0, [])
+    dfs([0] * n, [0] * n, [0] * n, [False] * n, 0.0, 0.0, [], [None] * n)
     if goodput:
         sched = best["sched"]
     else:
