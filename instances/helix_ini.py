@@ -53,6 +53,21 @@ def parse_bandwidth(text: str, where: str) -> float:
         raise InputError(where, f"cannot read bandwidth '{text}' (expected '<number> * mbps')") from None
 
 
+_LATENCY_UNITS = {"sec": 1000.0, "millisec": 1.0, "microsec": 1e-3}
+
+
+def parse_latency_ms(text: str, where: str) -> float:
+    """``"44 * MilliSec"`` -> 44.0 (milliseconds); units Sec, MilliSec, MicroSec."""
+    text = text.strip().strip('"').strip("'")
+    m = _EXPR.match(text)
+    if m and m.group(2).lower() in _LATENCY_UNITS:
+        return float(m.group(1)) * _LATENCY_UNITS[m.group(2).lower()]
+    try:
+        return float(text) * 1000.0  # a bare number: seconds
+    except ValueError:
+        raise InputError(where, f"cannot read latency '{text}' (expected '<number> * MilliSec')") from None
+
+
 def _int_list(text: str, where: str) -> list[int]:
     try:
         value = ast.literal_eval(text.strip())
@@ -141,6 +156,7 @@ def import_cluster(ini_path: str, table: dict, *, units: str = "helix", name: st
                              f"(types there: {', '.join(sorted(table['throughput']))})")
         nodes.append({"id": section, "type": gpu, "throughput_tokens_per_s": list(table["throughput"][gpu])})
     links = {}
+    latency: dict[str, float] = {}  # "u->v" -> ms, for the serving simulator
     for section in parser.sections():
         if not section.startswith("Link-"):
             continue
@@ -161,6 +177,11 @@ def import_cluster(ini_path: str, table: dict, *, units: str = "helix", name: st
             else:
                 raise InputError(f"{ini_path}: [{section}]", f"unknown end point '{end}'")
         u, v = ends
+        if "latency" in parser[section]:
+            ms = parse_latency_ms(parser[section]["latency"], f"{ini_path}: [{section}] latency")
+            latency[f"{u}->{v}"] = ms
+            if u != "source" and v != "sink":
+                latency[f"{v}->{u}"] = ms
         if u == "source" or v == "sink":
             links[(u, v)] = bw / table["token_bytes"]
         elif "source" in (u, v) or "sink" in (u, v):
@@ -182,7 +203,7 @@ def import_cluster(ini_path: str, table: dict, *, units: str = "helix", name: st
         kind = 0 if u == "source" else (2 if v == "sink" else 1)
         return (kind, order[u], order[v])
 
-    return {
+    out = {
         "kind": "layer_placement",
         "name": name or p.stem,
         "source": f"Helix cluster file {p.name} (units={units}); throughputs from the given table",
@@ -190,3 +211,6 @@ def import_cluster(ini_path: str, table: dict, *, units: str = "helix", name: st
         "nodes": nodes,
         "links": [{"from": u, "to": v, "tokens_per_s": links[(u, v)]} for (u, v) in sorted(links, key=key)],
     }
+    if latency:
+        out["reference"] = {"link_latency_ms": latency}
+    return out
