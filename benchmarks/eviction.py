@@ -235,7 +235,7 @@ def render_md(out: dict) -> str:
         lines.append("")
     if out["C"]:
         lines += ["## C. The MILP on 500-request slices (saved prefill ms)", "",
-                  "| trace | requests | C | status | optimum (ms) | bound (ms) | Belady's plan (ms) | seconds |",
+                  "| trace | requests | C | status | best plan (ms) | bound (ms) | Belady's plan (ms) | seconds |",
                   "|---|---|---:|---|---:|---:|---:|---:|"]
         for r in out["C"]:
             lines.append(f"| {r['trace']} | {r['first_request']}-{r['first_request'] + r['requests'] - 1} | "
