@@ -20,6 +20,7 @@ arguments:
 * makespan: for each arrival ``r``, the requests arriving at or after ``r`` need at least
   ``max(ceil(tokens/B), max_i(iterations of i))`` iterations after ``r``, each ``>= fixed``, plus
   their variable work;
+* the exact search's order-statistic bound at the root (solvers/batching_search.py);
 * goodput: a request whose own minimal TTFT or TPOT already misses the SLO can never meet it.
 """
 from __future__ import annotations
@@ -98,10 +99,18 @@ def combinatorial_bound(inst: BatchingInstance) -> float:
             iters = max(math.ceil(tokens / inst.token_budget),
                         max(math.ceil(reqs[i].prompt_tokens / inst.token_budget) + reqs[i].output_tokens - 1 for i in group))
             best = max(best, r0 + iters * it.fixed_ms + sum(variable_work_ms(inst, i) for i in group))
-        return best
+        return max(best, _order_statistic_bound(inst, True))
     own_sum = sum(own)
     srpt = _srpt_sum_completion([r.arrival_ms for r in reqs], [variable_work_ms(inst, i) for i in range(n)])
-    return max(own_sum, srpt - sum(r.arrival_ms for r in reqs))
+    return max(own_sum, srpt - sum(r.arrival_ms for r in reqs), _order_statistic_bound(inst, False))
+
+
+def _order_statistic_bound(inst: BatchingInstance, makespan: bool) -> float:
+    """The exact search's root bound (solvers/batching_search.py ``_remaining_bound``) from time 0."""
+    from servopt.solvers.batching_search import _remaining_bound
+
+    n = inst.n
+    return _remaining_bound(inst, [0] * n, [0] * n, [False] * n, 0.0, makespan)
 
 
 @dataclass

@@ -20,7 +20,7 @@ rules of ``servopt.instances.batching``, so it needs no horizon and shares no co
   bound of (1) must beat the incumbent's.
 
 ``max_nodes`` and ``deadline`` bound the work; exceeding either raises ``SearchTooLarge`` (never a
-silent answer).
+silent answer), which carries the best batch sequence found so far (an incumbent, not a proof).
 """
 from __future__ import annotations
 
@@ -32,7 +32,11 @@ from servopt.instances.batching import BatchingInstance, BatchSchedule, best_tim
 
 
 class SearchTooLarge(RuntimeError):
-    pass
+    """The search stopped early; ``best`` is the best complete batch sequence it had (or None)."""
+
+    def __init__(self, message: str, best=None):
+        super().__init__(message)
+        self.best = best
 
 
 @dataclass(frozen=True)
@@ -239,9 +243,9 @@ def exhaustive(instance: BatchingInstance, *, max_nodes: int = 2_000_000, deadli
         nonlocal nodes
         nodes += 1
         if nodes > max_nodes:
-            raise SearchTooLarge(f"more than {max_nodes} search nodes")
+            raise SearchTooLarge(f"more than {max_nodes} search nodes", best.get("batches"))
         if deadline is not None and nodes % 512 == 0 and time.perf_counter() > deadline:
-            raise SearchTooLarge(f"deadline reached after {nodes} search nodes")
+            raise SearchTooLarge(f"deadline reached after {nodes} search nodes", best.get("batches"))
         if goodput and best["key"] is not None:
             # prune: at most n - lost requests can meet the SLOs; at equal goodput, total latency
             # at the least times plus the order-statistic bound cannot beat the incumbent's
