@@ -23,10 +23,23 @@ layout visits nodes whose ranges abut, so it crosses each of the L layers exactl
   C >= τ, for every distinct capacity τ (geo regions appear as components).
 * **Network bound**: the max flow of the link graph with node capacities max_k T_i(k).
 
-``local_search`` is an iterated local search over layouts scored by the exact max flow
-(``FlowOracle``, scipy's Dinic on integer capacities; final values are re-evaluated by
-``solvers.maxflow``). Moves follow the network: re-attach a node between an in-neighbour's end and
-an out-neighbour's start; shift a layer boundary shared by several nodes; swap two nodes' ranges.
+Constructions and searches (ours):
+
+* ``chains_layout`` — disjoint pipelines, widest first (``best_chain`` bisects the rate F).
+* ``trunk_layouts`` — a trunk pipeline inside one node group (a geo region: the components of the
+  links above the largest jump in capacity) holds 30–70 % of the layers at the end (or start); chains
+  of the other nodes feed (drain) it over the links into its head (out of its tail). This is the
+  shape of Helix's published 3cluster24 layout (an A100 trunk fed by two L4/T4 pipelines).
+* ``local_search`` — iterated local search over layouts scored by the exact max flow
+  (``FlowOracle``, scipy's Dinic on integer capacities; final values are re-evaluated by
+  ``solvers.maxflow``). Moves follow the network: re-attach a node between an in-neighbour's end and
+  an out-neighbour's start; shift a layer boundary shared by several nodes; lay a chain of idle
+  nodes between two points of the layout (``augment_chain``); swap two nodes' ranges; kicks.
+* ``ruin_recreate`` — release the nodes meeting a window of layers (or a random share, or the least
+  used) and re-insert them as the chains that raise the max flow most.
+* ``neighbourhood_milp`` / ``milp_lns`` — the exact best re-placement of a few freed nodes
+  (HiGHS, warm-started); exact on its neighbourhood but slow beyond 3 free nodes on 24-node
+  clusters, so the default search does not call it.
 """
 from __future__ import annotations
 

@@ -41,6 +41,15 @@ Search (``solve_layer_placement``), the formulation choices that made the differ
 4. Links that can bind (or missing links): the boundary model is a relaxation; its layouts are
    evaluated exactly and, with time left, improved by Helix's formulation with capped coefficients,
    warm-started from the incumbent.
+5. Network first (``solvers.layer_placement_network``): before any of the above, an exhaustive
+   chain search decides whether any layout has positive flow (no: ``InputError`` naming
+   ``num_layers``, ``links`` or ``max_pipeline_depth``, exit 2), then chains, trunk-and-feeder
+   constructions and the link-cut / network bounds. Where the boundary model is not exact, local
+   searches restricted to "every flowing node holds >= m layers" (m = a GPU type's K), then the
+   unrestricted iterated local search and ruin-and-recreate take about 90 % of the time; the
+   boundary MILP runs only when enough time is left to build it (its build and hand-over are
+   charged to the limit). Small clusters (nodes x L <= 120) first try Helix's capped MILP from the
+   incumbent, which usually proves the optimum.
 """
 from __future__ import annotations
 

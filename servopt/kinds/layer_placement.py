@@ -6,7 +6,11 @@ boundary formulation with threshold covers; ``formulation="helix"`` / ``"helix_c
 Helix's own MILP instead) and returns the result JSON: the common fields, the layout
 (``layers``), one maximum flow (``flows``), the routing weights, the bounds, the baselines and,
 where the instance carries Helix's published layout, the time at which it was matched.
-``check`` is the independent checker ``servopt.analysis.layer_check``.
+``check`` is the independent checker ``servopt.analysis.layer_check``. ``options["max_depth"]``
+(or the instance's ``max_pipeline_depth``) bounds the nodes on every flow path
+(``instances.layer_placement.depth_bounded``). ``simulate`` (``--policy reference|solve``) and
+``simulate_result`` (``servopt simulate RESULT.json``: results carry their instance) serve a layout
+in ``simulator.layer_pipeline`` and report decode throughput, TTFT and TPOT.
 
 API::
 
