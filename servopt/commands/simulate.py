@@ -104,6 +104,10 @@ def _list_policies() -> int:
         doc = (mod.__doc__ or "").strip().splitlines()[0] if mod.__doc__ else ""
         aliases = f" (also: {', '.join(mod.ALIASES)})" if getattr(mod, "ALIASES", ()) else ""
         print(f"  {name:16s} {doc}{aliases}")
+    from servopt.simulator.batching_policies import POLICIES as BATCHING_POLICIES
+
+    print("batching policies (iteration model; --param token_budget= for sarathi, sjf, srpt):")
+    print("  " + ", ".join(BATCHING_POLICIES))
     return 0
 
 
