@@ -192,6 +192,7 @@ def solve_search(instance: RoutingInstance, *, time_limit_s: float, starts: dict
             if improved:
                 break
     value, _, hits = evaluate(instance, assign)
-    status = "optimal" if value <= bound + 1e-9 else "time_limit"
+    # not proven: time_limit when the search ran out of time, feasible when it stopped at a local optimum
+    status = "optimal" if value <= bound + 1e-9 else ("time_limit" if time.perf_counter() >= deadline else "feasible")
     return PrefixResult(status, value, min(bound, value), assign, hits, time.perf_counter() - t0, "prefix-search",
                         {"start": best_name, "start_objective": best_val, "moves": moves, "evaluations": evals})

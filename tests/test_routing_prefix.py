@@ -79,3 +79,17 @@ def test_prefix_input_errors():
                                         {**data["requests"][1], "id": "z", "hash_ids": [1]}]})
     with pytest.raises(InputError, match="--formulation"):
         kind.solve(kind.load(data), time_limit_s=5, options={"formulation": "time-indexed"})
+
+
+def test_prefix_cli_tables(run_cli, tmp_path):
+    import json
+
+    path = tmp_path / "prefix.json"
+    path.write_text(json.dumps(R.mooncake_prefix(source="conversation_sample", n=12, replicas=2, cache_blocks=30)))
+    out = tmp_path / "res.json"
+    code, stdout, err = run_cli("solve", path, "--time-limit", "30", "--out", out)
+    assert code == 0 and "hit blocks" in stdout and "optimal" in stdout, err
+    code, stdout, _ = run_cli("check", path, out)
+    assert code == 0
+    code, stdout, err = run_cli("simulate", path, "--router", "cache_aware", "--policy", "lru_sglang")
+    assert code == 0 and "hit blocks" in stdout, err

@@ -283,6 +283,16 @@ def render(result: dict, console) -> None:
                f"bound {_fmt(result.get('bound'))}, gap {_pct(result.get('gap'))}, status {result.get('status')}, "
                f"{_fmt(result.get('solve_seconds'))} s")
     table = Table(title=f"routing {result.get('method', '')}", caption=summary)
+    if result.get("model") == "prefix":
+        for col in ("id", "replica", "hit blocks", "cost"):
+            table.add_column(col, justify="left" if col in ("id", "replica") else "right")
+        rows = result.get("requests", [])
+        for row in rows[:40]:
+            table.add_row(str(row["id"]), str(row["replica"]), str(row["hit_blocks"]), _fmt(row["cost"]))
+        if len(rows) > 40:
+            table.add_row(f"... {len(rows) - 40} more", "", "", "")
+        console.print(table)
+        return
     for col in ("id", "replica", "start", "finish", "preempted attempts"):
         table.add_column(col, justify="left" if col in ("id", "replica") else "right")
     rows = result.get("requests", [])
