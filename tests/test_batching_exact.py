@@ -96,7 +96,7 @@ def test_goodput_uses_idling_to_meet_tpot():
     assert max(simulate(inst, p).objective_value(inst) for p in POLICIES) == 1
 
 
-@pytest.mark.parametrize("seed,objective", [(1, "total_latency"), (2, "makespan"), (3, "total_latency"),
+@pytest.mark.parametrize("seed,objective", [(8, "total_latency"), (2, "makespan"), (3, "total_latency"),
                                             (5, "goodput"), (7, "total_latency")])
 def test_milp_equals_brute_force(seed, objective):
     inst = _random_tiny(200 + seed, 2 if objective == "goodput" else 3, objective)
