@@ -93,3 +93,18 @@ def test_prefix_cli_tables(run_cli, tmp_path):
     assert code == 0
     code, stdout, err = run_cli("simulate", path, "--router", "cache_aware", "--policy", "lru_sglang")
     assert code == 0 and "hit blocks" in stdout, err
+
+
+@pytest.mark.parametrize("objective,optimum", [("total_cost", 48.0), ("makespan", 24.0)])
+def test_two_conversations_on_two_caches_by_hand(objective, optimum):
+    # A = [0, 1], B = [2, 3] alternate; caches of 2 blocks: A's on one replica, B's on the other hit fully.
+    # cost = 10 (0.1 hit + 1 miss) + 1: first A, first B 21 each, second A, second B 3 each.
+    # The pooled cache (4 blocks) sees every reuse, so the bound is tight; one 2-block cache could not.
+    reqs = [{"id": f"q{i}", "arrival": i, "prompt_tokens": 20, "output_tokens": 1, "hash_ids": [0, 1] if i % 2 == 0 else [2, 3]}
+            for i in range(4)]
+    inst = kind.load({"kind": "routing", "model": "prefix", "objective": objective, "block_tokens": 10,
+                      "replicas": [{"id": "a", "cache_blocks": 2}, {"id": "b", "cache_blocks": 2}], "requests": reqs})
+    res = kind.solve(inst, time_limit_s=30)
+    assert res["objective"] == pytest.approx(optimum)
+    assert P.pooled_bound(inst) == pytest.approx(optimum)
+    assert kind.solve(inst, time_limit_s=10, options={"formulation": "search"})["bound"] == pytest.approx(optimum)
