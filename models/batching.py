@@ -74,9 +74,10 @@ K slots equals the true optimum, and its dual bound is a valid bound on it. A us
 horizon keeps the MILP exact only over schedules with at most that many iterations; its bound is
 then reported as such, not as a bound on the optimum.
 
-Valid fixings: the prompt of i cannot complete before slot :math:`\lceil P_i/B\rceil - 1` and its last
-token not before slot :math:`\lceil P_i/B\rceil + o_i - 2` (each slot carries at most B of its tokens
-and one decode).
+Valid fixings (as upper bounds 0, not Pyomo fixes: a fixed variable makes the HiGHS interface
+rebuild the model and drop the MIP start): the prompt of i cannot complete before slot
+:math:`\lceil P_i/B\rceil - 1` and its last token not before slot :math:`\lceil P_i/B\rceil + o_i - 2`
+(each slot carries at most B of its tokens and one decode).
 """
 from __future__ import annotations
 
@@ -167,11 +168,11 @@ def build(instance: BatchingInstance, *, formulation: str = "time-indexed", hori
     for i in range(n):
         for k in range(K):
             if k < first_slot[i]:
-                m.f[i, k].fix(0)
+                m.f[i, k].setub(0)
             if k < first_slot[i] + O[i] - 1:
-                m.h[i, k].fix(0)
+                m.h[i, k].setub(0)
             if k <= first_slot[i] or O[i] == 1:
-                m.d[i, k].fix(0)
+                m.d[i, k].setub(0)
 
     # running sums as expressions built once (O(K) per request rather than O(K^2))
     m.cum = pyo.Expression(m.I, m.K, initialize=lambda _, i, k: 0)
@@ -288,13 +289,12 @@ def warm_start(model, instance: BatchingInstance, batches, ends_ms=None):
     """A full MIP start (ComponentMap) from a batch sequence that fits within the model's horizon."""
     from pyomo.common.collections import ComponentMap
 
-    from servopt.instances.batching import durations, event_iterations, timed_schedule
+    from servopt.instances.batching import event_iterations, timed_schedule
 
     K = model._info.horizon
     if len(batches) > K:
         return None
     sched = timed_schedule(instance, batches, ends_ms)
-    taus = durations(instance, batches)
     first, last = event_iterations(instance, batches)
     n = instance.n
     ws = ComponentMap()
@@ -330,5 +330,4 @@ def warm_start(model, instance: BatchingInstance, batches, ends_ms=None):
     if hasattr(model, "met"):
         for i, t in enumerate(sched.requests):
             ws[model.met[i]] = 1 if instance.meets_slo(t.ttft_ms, t.tpot_ms) else 0
-    del taus
     return ws
