@@ -205,3 +205,16 @@ def test_search_sgs_equals_the_kv_certify_sgs():
         ref = serial_schedule(_Arrays(a, s, o, np.ones(n), M, "total_latency"), order)
         got = serial_starts(a, s, o, M, order)
         assert [got[i] for i in range(n)] == list(ref)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_makespan_decision_milp(seed):
+    from servopt.solvers.routing_exact import _makespan_decision
+
+    data = R.synthetic(seed, n=5, memories=(8,), prompt_max=3, output_max=5, arrival_horizon=3, objective="makespan")
+    part = R.RoutingInstance.from_dict(data).replica_instance(0, range(5))
+    opt, _ = brute_force_optimum(part)
+    settled, value, sched = _makespan_decision(part, int(opt) - 1, 30.0)  # below the optimum: infeasible
+    assert settled and value == opt and sched is None
+    settled, value, sched = _makespan_decision(part, int(opt) + 3, 30.0)  # above: the optimum itself
+    assert settled and value == opt and sched.objective_value(part) == opt
