@@ -16,7 +16,9 @@ prompt of i completes in k; :math:`h_{ik}` i emits its last token in k; :math:`q
 context of i charged in k; :math:`S_k, E_k \ge 0` start and end; :math:`F_i, C_i` first-token and
 completion times; :math:`m_i` (goodput) i meets both SLOs.
 Cumulative sums: :math:`\mathrm{cum}_{ik} = \sum_{l\le k} c_{il}`, :math:`D_{ik} = \sum_{l \le k} d_{il}`,
-:math:`g_{ik} = \sum_{l\le k} f_{il}`, :math:`\mathrm{done}_{ik} = \sum_{l\le k} h_{il}`.
+:math:`g_{ik} = \sum_{l\le k} f_{il}`, :math:`\mathrm{done}_{ik} = \sum_{l\le k} h_{il}`, each a variable with one
+defining row (``cum_def``, ``D_def``, ``g_def``, ``done_def``: ``cum[i,k] = cum[i,k-1] + c[i,k]``), so the
+model has O(nK) nonzeros.
 
 .. math::
 
@@ -174,17 +176,16 @@ def build(instance: BatchingInstance, *, formulation: str = "time-indexed", hori
             if k <= first_slot[i] or O[i] == 1:
                 m.d[i, k].setub(0)
 
-    # running sums as expressions built once (O(K) per request rather than O(K^2))
-    m.cum = pyo.Expression(m.I, m.K, initialize=lambda _, i, k: 0)
-    m.Dsum = pyo.Expression(m.I, m.K, initialize=lambda _, i, k: 0)
-    m.gsum = pyo.Expression(m.I, m.K, initialize=lambda _, i, k: 0)
-    m.donesum = pyo.Expression(m.I, m.K, initialize=lambda _, i, k: 0)
-    for i in range(n):
-        for k in range(K):
-            m.cum[i, k] = (m.cum[i, k - 1] if k else 0) + m.c[i, k]
-            m.Dsum[i, k] = (m.Dsum[i, k - 1] if k else 0) + m.d[i, k]
-            m.gsum[i, k] = (m.gsum[i, k - 1] if k else 0) + m.f[i, k]
-            m.donesum[i, k] = (m.donesum[i, k - 1] if k else 0) + m.h[i, k]
+    # running sums as variables with one defining row each: O(n K) nonzeros, where sums written out
+    # would be O(n K^2) and nested Pyomo expressions overflow Python's recursion limit at K ~ 300
+    m.cum = pyo.Var(m.I, m.K, bounds=lambda _, i, k: (0, P[i]))
+    m.Dsum = pyo.Var(m.I, m.K, bounds=lambda _, i, k: (0, O[i] - 1))
+    m.gsum = pyo.Var(m.I, m.K, bounds=(0, 1))
+    m.donesum = pyo.Var(m.I, m.K, bounds=(0, 1))
+    m.cum_def = pyo.Constraint(m.I, m.K, rule=lambda _, i, k: m.cum[i, k] == (m.cum[i, k - 1] if k else 0) + m.c[i, k])
+    m.D_def = pyo.Constraint(m.I, m.K, rule=lambda _, i, k: m.Dsum[i, k] == (m.Dsum[i, k - 1] if k else 0) + m.d[i, k])
+    m.g_def = pyo.Constraint(m.I, m.K, rule=lambda _, i, k: m.gsum[i, k] == (m.gsum[i, k - 1] if k else 0) + m.f[i, k])
+    m.done_def = pyo.Constraint(m.I, m.K, rule=lambda _, i, k: m.donesum[i, k] == (m.donesum[i, k - 1] if k else 0) + m.h[i, k])
 
     def prev(expr, i, k):
         return expr[i, k - 1] if k > 0 else 0
@@ -299,6 +300,8 @@ def warm_start(model, instance: BatchingInstance, batches, ends_ms=None):
     n = instance.n
     ws = ComponentMap()
     kv = [0] * n
+    pre_run = [0] * n
+    dec_run = [0] * n
     for k in range(K):
         used = k < len(batches)
         ws[model.u[k]] = 1 if used else 0
@@ -316,6 +319,15 @@ def warm_start(model, instance: BatchingInstance, batches, ends_ms=None):
                 ws[model.s[i, k]] = 1 if (kv[i] + (tok if kind else 0)) > 0 else 0
         for i, kind, tok in (batches[k] if used else ()):
             kv[i] += tok
+            if kind == "p":
+                pre_run[i] += tok
+            else:
+                dec_run[i] += 1
+        for i in range(n):
+            ws[model.cum[i, k]] = pre_run[i]
+            ws[model.Dsum[i, k]] = dec_run[i]
+            ws[model.gsum[i, k]] = 1 if 0 <= first[i] <= k else 0
+            ws[model.donesum[i, k]] = 1 if 0 <= last[i] <= k else 0
         if used:
             ws[model.S[k]] = sched.starts_ms[k]
             ws[model.E[k]] = sched.ends_ms[k]
