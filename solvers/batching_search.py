@@ -56,24 +56,33 @@ def _own_remaining_ms(inst: BatchingInstance, i: int, pre: int, dec: int) -> flo
     return iters * it.fixed_ms + it.per_prefill_token_ms * rem_p + it.per_decode_token_ms * rem_d + it.per_context_token_ms * ctx
 
 
-def _remaining_tables(inst: BatchingInstance):
-    """Per request, indexed [pre][dec]: (own iterations left, tokens left, variable work left)."""
-    it = inst.iteration
-    B = inst.token_budget
-    tables = []
-    for r in inst.requests:
-        rows = []
-        for pre in range(r.prompt_tokens + 1):
-            row = []
-            for dec in range(r.output_tokens):
-                rem_p = r.prompt_tokens - pre
-                rem_d = max(0, r.output_tokens - 1 - dec)
-                ctx = sum(r.prompt_tokens + j for j in range(dec, r.output_tokens - 1))
-                w = it.per_prefill_token_ms * rem_p + it.per_decode_token_ms * rem_d + it.per_context_token_ms * ctx
-                row.append((math.ceil(rem_p / B) + rem_d, rem_p + rem_d, w))
-            rows.append(row)
-        tables.append(rows)
-    return tables
+class _RemainingTable:
+    """Per request and progress (pre, dec): (own iterations left, tokens left, variable work left),
+    computed in closed form on first use and kept (the search asks for the same ones again and again)."""
+
+    def __init__(self, inst: BatchingInstance):
+        self.inst = inst
+        self.memo: dict = {}
+
+    def get(self, i: int, pre: int, dec: int):
+        key = (i, pre, dec)
+        hit = self.memo.get(key)
+        if hit is None:
+            inst = self.inst
+            it = inst.iteration
+            r = inst.requests[i]
+            rem_p = r.prompt_tokens - pre
+            rem_d = max(0, r.output_tokens - 1 - dec)
+            # contexts of the remaining decodes: sum_{j = dec}^{o - 2} (P + j)
+            ctx = rem_d * r.prompt_tokens + rem_d * (dec + r.output_tokens - 2) / 2
+            w = it.per_prefill_token_ms * rem_p + it.per_decode_token_ms * rem_d + it.per_context_token_ms * ctx
+            hit = (math.ceil(rem_p / inst.token_budget) + rem_d, rem_p + rem_d, w)
+            self.memo[key] = hit
+        return hit
+
+
+def _remaining_tables(inst: BatchingInstance) -> _RemainingTable:
+    return _RemainingTable(inst)
 
 
 def _remaining_bound(inst: BatchingInstance, pre, dec, finished, e_prev: float, makespan: bool, tables=None) -> float:
@@ -95,7 +104,7 @@ def _remaining_bound(inst: BatchingInstance, pre, dec, finished, e_prev: float, 
     for i in range(inst.n):
         if finished[i]:
             continue
-        m, tok, w = tables[i][pre[i]][dec[i]]
+        m, tok, w = tables.get(i, pre[i], dec[i])
         a = reqs[i].arrival_ms
         arrivals += a
         own.append((e_prev if e_prev > a else a) + m * fixed + w)
