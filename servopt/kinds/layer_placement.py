@@ -190,11 +190,16 @@ def simulate_layout_result(instance, layout, routing_weights, options: dict | No
 
 
 def simulate(instance: lpi.LayerPlacementInstance, *, policy: str, options: dict | None = None) -> dict:
-    """Simulate serving a layout of ``instance``: ``policy`` = ``reference`` (Helix's published
-    layout, ``reference.helix_layout``) or ``solve`` (our layout, ``--param time_limit=S``)."""
+    """Simulate serving a layout of ``instance``: ``policy`` = ``reference`` (Helix's best published
+    layout, ``reference.helix_layout`` or ``helix_pruned_layout``) or ``solve`` (our layout,
+    ``--param time_limit=S``)."""
     options = dict(options or {})
     if policy == "reference":
-        raw = (instance.reference or {}).get("helix_layout")
+        ref = instance.reference or {}
+        raw = ref.get("helix_layout")
+        best, own = ref.get("helix_best_objective"), ref.get("helix_milp_objective")
+        if isinstance(ref.get("helix_pruned_layout"), dict) and isinstance(best, (int, float)) and best > (own or 0):
+            raw = ref["helix_pruned_layout"]  # Helix's better layout for this cluster (see reference_objective)
         if not isinstance(raw, dict):
             raise InputError("reference.helix_layout", "this instance ships no published layout to simulate")
         layout = lpi.layout_from_dict(instance, raw, "reference.helix_layout")
