@@ -244,7 +244,7 @@ def solve_exact(instance: RoutingInstance, *, time_limit_s: float, incumbents: d
     if best_sched is not None and improve_seconds > 0 and n > 1:
         from servopt.solvers.routing_search import improve
 
-        better, _ = improve(instance, best_sched, seconds=min(improve_seconds, 0.2 * time_limit_s))
+        better, _ = improve(instance, best_sched, seconds=min(improve_seconds, 0.2 * time_limit_s), anneal=False)
         c = better.objective_value(instance)
         if c < best_cost - 1e-9:
             best_cost, best_sched, best_src = c, better, "routing-search"

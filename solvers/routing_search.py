@@ -264,7 +264,8 @@ def _key(reps, objective):
     return (max(r.cost for r in reps), sum(r.cost for r in reps)) if objective == "makespan" else (sum(r.cost for r in reps),)
 
 
-def improve(instance: RoutingInstance, schedule: RoutingSchedule, *, seconds: float, seed: int = 0) -> tuple[RoutingSchedule, dict]:
+def improve(instance: RoutingInstance, schedule: RoutingSchedule, *, seconds: float, seed: int = 0,
+            anneal: bool = True) -> tuple[RoutingSchedule, dict]:
     """The search of the module docstring from ``schedule``; returns the best routing and counters."""
     t0 = time.perf_counter()
     deadline = t0 + seconds
@@ -387,7 +388,7 @@ def improve(instance: RoutingInstance, schedule: RoutingSchedule, *, seconds: fl
     best_state = [(list(r.members), dict(r.starts), r.cost) for r in reps]
     best_key = _key(reps, obj)
     sa_start, sa_span = time.perf_counter(), max(1e-9, deadline - time.perf_counter())
-    while time.perf_counter() < deadline and n > 1 and len(reps) > 1:
+    while anneal and time.perf_counter() < deadline and n > 1 and len(reps) > 1:
         temp = 3.0 * (0.03 ** ((time.perf_counter() - sa_start) / sa_span))
         i = int(rng.integers(n))
         A = next(r for r in reps if i in r.starts)

@@ -38,7 +38,7 @@ def test_example_optimum_matches_the_assignment_oracle():
 
 def test_search_formulation_gives_a_valid_interval(run_cli, tmp_path):
     out = tmp_path / "res.json"
-    code, stdout, err = run_cli("solve", EXAMPLE, "--time-limit", "5", "--formulation", "search", "--json", "--out", out)
+    code, stdout, err = run_cli("solve", EXAMPLE, "--time-limit", "1", "--formulation", "search", "--json", "--out", out)
     assert code == 0, err
     res = json.loads(stdout)
     assert res["bound"] <= EXAMPLE_OPTIMUM <= res["objective"]

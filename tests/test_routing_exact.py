@@ -154,7 +154,7 @@ def test_search_bounds_never_exceed_the_optimum(seed):
     for name, value in bounds.items():
         if isinstance(value, float):
             assert value <= opt.objective + 1e-6, name
-    res = solve_search(inst, time_limit_s=5, incumbents=scheds)
+    res = solve_search(inst, time_limit_s=1, incumbents=scheds)
     assert res.bound <= opt.objective <= res.objective
     assert check_result(inst, _result(inst, res.schedule, res.objective, res.bound)) == []
 
@@ -163,7 +163,7 @@ def test_search_improves_a_poor_router_and_stays_feasible():
     inst = R.RoutingInstance.from_dict(R.synthetic(28, n=8, memories=(12, 18), prompt_max=3, output_max=7, arrival_horizon=3))
     scheds = run_all(inst, routers=("jsq",))
     start = next(iter(scheds.values())).objective_value(inst)
-    res = solve_search(inst, time_limit_s=5, incumbents=scheds)
+    res = solve_search(inst, time_limit_s=1, incumbents=scheds)
     assert res.objective < start
     assert check_result(inst, _result(inst, res.schedule, res.objective, res.bound)) == []
 
