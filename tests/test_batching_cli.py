@@ -88,3 +88,18 @@ def test_forty_requests_feasible_with_a_valid_bound(tmp_path, run_cli):
     assert res["status"] in ("feasible", "time_limit", "optimal")
     assert res["bound"] is not None and 0 < res["bound"] <= res["objective"]
     assert res["bound"] >= combinatorial_bound(loaded) - 1e-6
+
+
+def test_stopped_search_and_skipped_milp_keep_a_checked_schedule():
+    from servopt.kinds import batching
+    from servopt.simulator.batching_policies import POLICIES, simulate
+
+    inst = batching.example_instance()
+    res = batching.solve(inst, time_limit_s=60, options={"formulation": "search", "max_nodes": 50})
+    assert res["status"] == "time_limit" and "search_stopped" in res
+    assert check_result(inst, res) == []
+    assert res["objective"] <= min(simulate(inst, p).objective_value(inst) for p in POLICIES)
+    big = random_instance(40, seed=2, token_budget=512, max_batch=64, memory_tokens=30000)
+    res = batching.solve(big, time_limit_s=60, options={"formulation": "time-indexed"})
+    assert "milp_skipped" in res and res["status"] == "feasible"
+    assert check_result(big, res) == []
