@@ -5,13 +5,15 @@ solvers/batching_milp.py); exact search for tiny instances: solvers/batching_sea
 policies and the replay executor: simulator/batching_policies.py; checker: analysis/batching_check.py.
 
 ``solve`` pipeline (one deadline for everything, building included):
-1. every policy runs (milliseconds); the best schedule is the first incumbent and the MILP's warm start;
-2. the combinatorial bound (solvers/batching_milp.py) is always valid;
-3. formulation ``search``: the exhaustive search (exact, tiny instances only);
-   formulation ``time-indexed`` (default where the model is small enough, ``n * K <= MILP_MAX_CELLS``
-   with K the proven horizon): the MILP with the rest of the time; its bound counts only when the
-   horizon is the proven one. ``auto`` (default) picks the MILP where it fits, else stays with
-   policies + bound (status ``time_limit``).
+1. every policy runs, and the chunked ones at B/2, B/4, B/8 too (milliseconds): the best schedule is
+   the incumbent, the search's first cut-off and the MILP's warm start and cut-off;
+2. the combinatorial bound (solvers/batching_milp.py), valid at any size;
+3. ``auto`` (default), where ``n * K <= MILP_MAX_CELLS`` (K the proven horizon): the exact search
+   with 80 % of the limit (status ``optimal`` when it finishes; when stopped it hands back its best
+   schedule), then the MILP with the rest; larger instances keep the policies + bound (status
+   ``feasible``). ``search``: the search alone. ``time-indexed``: the MILP alone, skipped (and said
+   so in ``milp_skipped``) where building it would overrun the limit. A MILP bound counts only at
+   the proven horizon.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from servopt.errors import InputError
 KIND = "batching"
 EXAMPLE = "example_batching.json"
 DEFAULT_POLICIES = "vllm,sarathi,orca,static,sjf,srpt"
-MILP_MAX_CELLS = 1500  # n * K above which the model's build alone would eat a 60 s limit on a small machine
+MILP_MAX_CELLS = 1500  # n * K up to which auto tries the search and the MILP (beyond: neither can finish)
 MILP_CELLS_PER_SECOND = 175  # a quarter of the build rate measured on a loaded 2-core machine (~700 n*K cells/s)
 SEARCH_MAX_NODES = 50_000_000  # the deadline is what binds
 
