@@ -722,7 +722,7 @@ def _network_constructions(instance, oracle, t0, time_limit_s, exact, offer, bou
         for value, s, e in net.trunk_layouts(oracle, deadline=deadline + budget):
             offer(oracle.layout(s, e), "network trunk")
             starts.append((s, e))
-    cut, info = net.link_cut_bound(oracle)
+    cut, info = net.link_cut_bound(oracle, deadline=deadline + budget)
     bounds["network_upper_bound"] = net.network_bound(oracle)
     if math.isfinite(cut):
         bounds["link_cut_upper_bound"] = cut
