@@ -15,7 +15,11 @@ Instances (all generated, nothing downloaded):
   (each catalog type offered again at 10 prices);
 * ``layer_placement``: random geo-distributed, Helix-style pruned clusters
   (``instances/layer_generators.geo_cluster``) of 24 ... 200 nodes;
-* the shipped example of every other kind.
+* ``routing``: trace-scale instances on 4 replicas (``instances/routing.trace``, Azure lengths);
+* ``batching``: random instances with prompts 50-900 and outputs 5-120 tokens, B = 512
+  (``instances/batching.random_instance``);
+* ``eviction``: the first 200 and 1,000 requests of the shipped Mooncake conversation slice, C = 1,000;
+* the shipped example of any other kind.
 
 Writes benchmarks/results/limits.md and .json. Run it on a quiet machine: the wall column is the
 machine's, the limit column is the promise.
@@ -67,6 +71,29 @@ def layer_instances(node_counts):
 
     for nodes in node_counts:
         yield f"{nodes} nodes", geo_cluster(nodes, num_nodes=nodes, regions=3 if nodes < 100 else 5)
+
+
+def routing_instances(sizes):
+    from servopt.instances.routing import trace
+
+    for n in sizes:
+        yield f"{n} requests x 4", trace(0, n=n)
+
+
+def batching_instances(sizes):
+    from servopt.instances.batching import random_instance
+
+    for n in sizes:
+        yield f"n={n}", random_instance(n, seed=0).to_dict()
+
+
+def eviction_instances(limits):
+    from servopt.instances.eviction import load_mooncake
+
+    ref = resources.files("servopt.instances").joinpath("data", "eviction_mooncake_conversation_1000.jsonl")
+    with resources.as_file(ref) as path:
+        for limit in limits:
+            yield f"{limit} requests", load_mooncake(path, capacity_blocks=1000, limit=limit)
 
 
 def example_instances(kinds):
@@ -131,6 +158,9 @@ def main(argv=None) -> int:
         "kv_schedule": lambda: kv_instances([60] if args.quick else [60, 200, 1000, 5000]),
         "pd_placement": lambda: pd_instances([10] if args.quick else [10, 100]),
         "layer_placement": lambda: layer_instances([24] if args.quick else [24, 42, 100, 200]),
+        "routing": lambda: routing_instances([40] if args.quick else [40, 400]),
+        "batching": lambda: batching_instances([10] if args.quick else [10, 40]),
+        "eviction": lambda: eviction_instances([200] if args.quick else [200, 1000]),
     }
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
