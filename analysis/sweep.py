@@ -51,7 +51,7 @@ FAMILIES = ("synthetic", "trace", "adversarial_arrivals")
 CONFIG_KEYS = {"name", "description", "kind", "family", "instances", "params", "sizes", "seeds", "methods", "method",
                "policies", "policy_params", "time_limit_s", "rel_gap", "seed"}
 TIMING_COLUMNS = ("solve_seconds", "policy_seconds", "cell_seconds")
-COLUMNS = ("key", "family", "arrival_model", "params", "n", "seed", "method", "instance_name", "memory_tokens",
+COLUMNS = ("key", "family", "arrival_model", "params", "n", "requests", "seed", "method", "instance_name", "memory_tokens",
            "policy", "cost", "policy_status", "preemptions", "opt_status", "incumbent", "bound", "bound_source",
            "gap", "proven", "ratio_lo", "ratio_hi", "all_at_zero", "identical_prompts", "exact_predictions",
            "large_memory", "violations", "solve_seconds", "policy_seconds")
@@ -521,7 +521,16 @@ def run_sweep(config: SweepConfig, out_dir: str | os.PathLike, *, workers: int =
             for cell in pending:
                 done(run_cell(cell))
     wall = time.perf_counter() - t0
-    rows = [row for k in keys if k in outcomes for row in outcomes[k]["rows"]]
+    rows = []
+    for k in keys:
+        if k not in outcomes:
+            continue
+        cell = outcomes[k]["cell"]
+        count = len(outcomes[k].get("instance", {}).get("requests", [])) or None
+        for row in outcomes[k]["rows"]:
+            # ``n`` is the size the config asked for (null: the family's own, e.g. the paper's n ~ U{40..60}),
+            # so a ratio table groups by it; ``requests`` is the instance's actual count
+            rows.append({**row, "n": cell.get("n") if "family" in cell else row.get("n"), "requests": count})
     cpu = [outcomes[k]["cpu_seconds"] for k in keys if k in outcomes and outcomes[k].get("cpu_seconds") is not None]
     result = SweepResult(config.name, str(out), rows, errors, len(cells), cached, len(pending) - len(errors), wall, runner,
                          sum(cpu) if cpu else None, len(cpu))

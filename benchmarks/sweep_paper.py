@@ -74,6 +74,9 @@ def main(argv=None) -> int:
                      "time_limit_s": config.time_limit_s, "cpu_seconds": summary.get("cpu_seconds"),
                      "cpu_cells": summary.get("cpu_cells", 0), "violations": summary["violations"],
                      "ratios": summary["ratios"]})
+        if summary["cells_run"] == 0 and name in previous:  # all cached: keep the timing of the run that computed them
+            for key in ("wall_seconds", "workers", "runner", "load_before", "load_after", "cells_run", "cells_cached"):
+                runs[-1][key] = previous[name][key]
         previous.pop(name, None)
         print(f"{name}: {summary['instances_proven']} of {summary['instances']} proven, "
               f"{runs[-1]['wall_seconds']} s, {len(summary['violations'])} violations", flush=True)
@@ -100,7 +103,7 @@ def write(runs, args, notes=()) -> None:
         for r in run["ratios"]:
             pub = PUBLISHED.get(r.get("arrival_model"), {}) if r.get("policy") == "mc-sf" else {}
             lines.append(
-                f"| {run['config']} | {r.get('arrival_model')} | {r.get('n')} | {r.get('policy')} | {r['instances']} | "
+                f"| {run['config']} | {r.get('arrival_model')} | {'paper' if r.get('n') is None else r.get('n')} | {r.get('policy')} | {r['instances']} | "
                 f"{r['proven']} | {f(r['proven_mean'])} | {f(r['proven_worst'])} | {r['policy_optimal']} of {r['proven']} | "
                 f"[{f(r['mean_lo'])}, {f(r['mean_hi'])}] | [{f(r['worst_lo'])}, {f(r['worst_hi'])}] | "
                 + (f"{pub['mean']} / {pub['worst']} / {pub['optimal']} |" if pub else "- |"))

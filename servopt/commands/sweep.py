@@ -69,7 +69,7 @@ def _render(summary: dict) -> None:
         if const is not None and r.get("constant_setting_instances") is not None:
             const = f"{const:g} (setting: {int(r['constant_setting_instances'])} inst.)"
         table.add_row(str(r.get("family", "")) + (f"/{r['arrival_model']}" if r.get("arrival_model") else ""),
-                      str(r.get("n", "")), str(r.get("policy", "")), str(r["instances"]), str(r["proven"]),
+                      "family's" if r.get("n") is None else str(r["n"]), str(r.get("policy", "")), str(r["instances"]), str(r["proven"]),
                       f"[{f(r['mean_lo'])}, {f(r['mean_hi'])}]", f(r["proven_mean"]), f(r["proven_worst"]),
                       f"[{f(r['worst_lo'])}, {f(r['worst_hi'])}]", str(r["policy_optimal"]), str(const if const is not None else "-"))
     con.print(table)
