@@ -105,8 +105,11 @@ def run_report(args) -> int:
 
     out = console()
     t = Table(title="profile each catalog GPU gets by default (servopt cost, simulate, ... without --profile)")
+    keys = {"gpu": "gpu", "profile": "profile", "kind": "kind"}
     for col in ("gpu", "architecture", "profile", "kind", "efficiencies from", "overheads from", "note"):
-        t.add_column(col)
+        # names stay whole (a reader copies them into --profile); the other columns wrap
+        width = max([len(col)] + [len(str(c[keys[col]])) for c in choices]) if col in keys else None
+        t.add_column(col, no_wrap=col in keys, min_width=width)
     for c in choices:
         t.add_row(c["gpu"], c["architecture"] or "?", c["profile"], c["kind"],
                   f"{c['donor_profile']} ({c['donor_gpu']})" if c["donor_gpu"] else (c["donor_profile"] or "-"),
