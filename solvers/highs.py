@@ -439,6 +439,7 @@ def write_model(model, path: str) -> str:
     if suffix not in ("lp", "mps"):
         raise SolverError(f"export file must end in .lp or .mps, got '{path}'")
     import sys
+    from pathlib import Path
 
     import pyomo.environ as pyo
 
@@ -449,7 +450,7 @@ def write_model(model, path: str) -> str:
     if legend and suffix == "lp":
         # Symbolic labels name components, but indices such as y(3) still need a key: the model may
         # provide one (``model._export_legend``), written as LP comments after the first line.
-        text = open(path, encoding="utf-8").read()
+        text = Path(path).read_text(encoding="utf-8")
         first, _, rest = text.partition("\n")
         block = "".join(f"\\ {line}\n" for line in legend)
         with open(path, "w", encoding="utf-8") as fh:

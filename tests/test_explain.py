@@ -1,6 +1,8 @@
 """analysis/explain.py and servopt explain: explanations that agree with hand-known facts of the shipped examples."""
 from __future__ import annotations
 
+import io
+
 import json
 import time
 from dataclasses import replace
@@ -37,7 +39,7 @@ def derived():
 
 
 def _text(render, *args, width=80) -> str:
-    con = Console(width=width, record=True, soft_wrap=False, file=open("/dev/null", "w"))
+    con = Console(width=width, record=True, soft_wrap=False, file=io.StringIO())
     render(*args, con)
     text = con.export_text()
     assert max(len(line) for line in text.splitlines()) <= width
