@@ -5,6 +5,9 @@ JSON path (``requests[3].prompt_tokens``) and the rule it broke.
 """
 from __future__ import annotations
 
+import os
+import tempfile
+
 import json
 import math
 from functools import lru_cache
@@ -56,9 +59,12 @@ def write_json(obj: Any, path: str | Path) -> None:
     """Write atomically: a failed run never leaves a half-written file behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)  # `--out out/result.json` works in a fresh clone
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(dumps(obj) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    # a temporary name of its own, so that two runs writing the same file never collide
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(dumps(obj) + "\n")
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; a result file is an ordinary one
+    os.replace(tmp, path)
 
 
 def json_path(parts) -> str:
