@@ -1,6 +1,8 @@
 """Output for people at the CLI: widths, units, one spelling per policy, --export, per-request latency."""
 from __future__ import annotations
 
+import io
+
 import json
 
 import pytest
@@ -114,7 +116,7 @@ def test_demo_table_fits_and_explains_itself():
                            "ratio": 1.0, "status": "optimal"}]),
     ]
     for width in (80, 100, 160):
-        con = Console(width=width, record=True, file=open("/dev/null", "w"))
+        con = Console(width=width, record=True, file=io.StringIO())
         table, notes = demo_table(sections, width=width)
         con.print(table)
         text = con.export_text()
