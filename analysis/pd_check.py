@@ -2,7 +2,7 @@
 
 Works from the instance's data and the result JSON only; it does not import the model
 (``servopt.models.pd_placement``) nor reuse its index sets, so a bug there cannot hide here.
-What it checks (issue 5, "servopt check"):
+What it checks ("servopt check"):
 
 * every assignment row names a known bucket, a slice in ``[0, slices)``, a role of the instance's
   mode, a configuration (gpu, tp, role) with a positive capacity for that bucket, and the slice's

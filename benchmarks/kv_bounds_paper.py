@@ -1,4 +1,4 @@
-"""Issue 7: lower bounds for KV scheduling at paper scale, each as a share of the best known schedule.
+"""Lower bounds for KV scheduling at paper scale, each as a share of the best known schedule.
 
 Instances: the synthetic families of Jaillet et al. (arXiv 2502.07115, §6.1; instances/kv_generators.py),
 instance k from ``default_rng([seed, k])`` exactly as in benchmarks/kv_certify_paper.py (same instances):
@@ -223,7 +223,7 @@ def _f(x, fmt):
 
 def write_tables(rows, meta, path_md: Path, path_json: Path):
     summary = summarise(rows)
-    lines = ["# Lower bounds for KV scheduling (issue 7)", "",
+    lines = ["# Lower bounds for KV scheduling", "",
              f"Command: `{meta['command']}`", "",
              f"Machine: {meta['machine']}; {meta['load']}", "",
              "Share = bound / reference (higher is better; 1.000 would certify); the reference is the proven optimum "

@@ -1,4 +1,4 @@
-"""Issue 7: can HiGHS certify the KV-scheduling optimum at paper scale? One row per (family, formulation).
+"""Can HiGHS certify the KV-scheduling optimum at paper scale? One row per (family, formulation).
 
 Instances: the synthetic families of Jaillet et al. (arXiv 2502.07115, §6.1; instances/kv_generators.py):
 M ~ U{30..50}, one s ~ U{1..5}, n ~ U{40..60} (``--n`` overrides with a fixed n), o ~ U{1..M-s};
@@ -192,7 +192,7 @@ def _f(x, fmt="{:.3f}"):
 def write_tables(rows, meta, path_md: Path, path_json: Path):
     summary = summarise(rows, meta["time_limit"])
     info = info_summary(rows)
-    lines = ["# Certifying the KV-scheduling optimum with HiGHS (issue 7)", "",
+    lines = ["# Certifying the KV-scheduling optimum with HiGHS", "",
              f"Command: `{meta['command']}`", "",
              f"Machine: {meta['machine']}; {meta['load']}", "",
              f"Instances: paper family (Jaillet et al. §6.1){'' if meta.get('n') is None else f', n fixed to {meta[chr(110)]}'}; "

@@ -1,4 +1,4 @@
-"""Issues 3 and 7: how much better do KV schedules get with solvers/kv_schedule_improve.py at paper scale?
+"""How much better do KV schedules get with solvers/kv_schedule_improve.py at paper scale?
 
 Instances: the synthetic families of Jaillet et al. (arXiv 2502.07115, §6.1; instances/kv_generators.py),
 ``paper_study(count, arrival_model=family, seed=seed)`` (instance k from ``default_rng([seed, k])``, the
@@ -122,7 +122,7 @@ def summarise(rows: list[dict]) -> list[dict]:
 def write_tables(rows, meta, path_md: Path, path_json: Path):
     summary = summarise(rows)
     pct = "{:.2%}".format
-    lines = ["# Better KV schedules at paper scale: solvers/kv_schedule_improve.py (issues 3 and 7)", "",
+    lines = ["# Better KV schedules at paper scale: solvers/kv_schedule_improve.py", "",
              f"Command: `{meta['command']}`", "", f"Machine: {meta['machine']}; load: {meta['load']}; load average (1/5/15 min) at start "
              f"{meta.get('loadavg_start')}, at end {meta.get('loadavg_end')}; wall {meta.get('wall_s')} s. "
              "CPU/wall = the run's process CPU time over its wall time (below 1: the run shared its core).", "",

@@ -6,7 +6,7 @@ o ~ U{1..M-s}), several seeds per n, both arrival models (all at round 0; Poisso
 arrivals with n fixed, ``poisson_fixed_n``). Each instance is solved with rel_gap = 0, threads = 1,
 an MC-SF/FCFS warm start and cut-off windows (analysis/kv_optimum.py), within ``--time-limit``, by
 each formulation in ``--formulations`` (the reference ``time-indexed`` of models/kv_schedule.py,
-or a stronger one such as issue 7's ``aggregated-card``, or the exact combinatorial
+or a stronger one such as the certification work's ``aggregated-card``, or the exact combinatorial
 ``branch-and-bound`` of solvers/kv_schedule_bnb.py).
 
     python benchmarks/kv_schedule_exact.py [--sizes 4,6,8,10,12] [--seeds 5] [--time-limit 60]

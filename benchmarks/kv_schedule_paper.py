@@ -54,7 +54,7 @@ def run_one(job):
     fcfs = simulate_rounds(inst, "fcfs").objective_value(inst)
     t0 = time.perf_counter()
     if formulation.startswith("certify:"):
-        # issue 7's pipeline: heuristics (+ ILS/MIP-LNS), direct highspy build, chain bound; MC-SF/FCFS as warm starts
+        # the certify pipeline: heuristics (+ ILS/MIP-LNS), direct highspy build, chain bound; MC-SF/FCFS as warm starts
         from servopt.solvers.kv_schedule_certify import certify
 
         res = certify(inst, formulation=formulation.split(":", 1)[1], time_limit_s=time_limit, rel_gap=0.0,

@@ -16,7 +16,7 @@ a bucket's request size is the mean prompt and output length of the trace rows i
 under 0.5 % of the requests are merged into their nearest populated neighbour (by index) so that
 every mix has at most ~20 buckets.
 
-    python benchmarks/pd_make_mixes.py [--traces ../shared/traces]
+    python benchmarks/pd_make_mixes.py [--traces TRACES_DIR]
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Scale benchmark for pd_placement (issue 5, "must reach"): 10 GPU types x 50 buckets x 8 slices x 3 roles
+"""Scale benchmark for pd_placement: 10 GPU types x 50 buckets x 8 slices x 3 roles
 solved to proven optimality in < 5 s.
 
 Instance: llama-3.1-8b, the nine catalog GPUs plus a spot offer of the H100 (``hardware`` field,

@@ -1,6 +1,6 @@
 """Speed and agreement of our simulator against Vidur, side by side in one run.
 
-Setting (issue 8): 4,000 requests with Azure-2023-conversation lengths (the first 4,000 rows whose
+Setting: 4,000 requests with Azure-2023-conversation lengths (the first 4,000 rows whose
 prompt + output <= 4,096, Vidur's limit), Poisson arrivals at 3 req/s (seed 0), 4 replicas of
 Llama-2-70B TP2 on A100 80GB, round-robin, Sarathi with 512-token chunks and batch cap 128.
 Both simulators read the same request CSV and the same Vidur operator profiles

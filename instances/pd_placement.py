@@ -12,7 +12,7 @@ Each bucket's rate ``share * rate_rps`` is cut into ``slices`` equal slices (Mé
 arXiv 2404.14527 §5: "slice factor"). The plan says which traffic goes where: per
 (bucket, slice) the configuration(s) serving it and the rate, so that a simulator can replay it.
 
-JSON contract (issue 5)::
+JSON contract::
 
     {"kind": "pd_placement", "mode": "colocated" | "disaggregated" | "hybrid",
      "rate_rps": 30.0, "slices": 1,

@@ -5,7 +5,7 @@ Base program: the time-indexed hindsight IP of ``servopt.models.kv_schedule`` (J
 Mellou, Molinaro, Podimata, Zhou, arXiv 2502.07115, eq. (1)-(4); research/scheduling-anchors.md
 §1.3), same round semantics: started in round ``k``, request ``i`` holds ``s_i + (t - k)`` tokens in
 rounds ``t = k+1 .. k+o_i`` and finishes at ``k + o_i``. Aggregation by type is the first direction
-of issue 7 ("requests with equal (arrival, s, o) are interchangeable").
+of the certification work ("requests with equal (arrival, s, o) are interchangeable").
 
 Symbols (code names in brackets)
 --------------------------------
@@ -32,7 +32,7 @@ never bind), as in the reference model.
 
 (left out where the counts ``n_k`` of its terms already sum to at most ``q``).
 
-``aggregated-window`` adds the *exclusive-window* rows (ours, issue 7): with peak ``P_k = s_k + o_k``,
+``aggregated-window`` adds the *exclusive-window* rows (ours): with peak ``P_k = s_k + o_k``,
 ``s_min = min_k s_k``, for a level ``q`` in ``WINDOW_LEVELS`` the window length
 ``y_k^q = o_k - g_k^q``, ``g_k^q = max(0, floor((M - P_k) / q) - s_min)``, and for every round ``u``
 
@@ -72,7 +72,7 @@ bound of ``solvers/kv_schedule_certify.py`` (big requests' windows ``(p_i, p_i +
 disjoint), which the LP can no longer smear: measured on the paper's family it lifts the LP bound
 from ~68% to 83-88% of the best known schedule on 4 instances (README, "Certifying the KV-scheduling optimum").
 
-``aggregated-count`` is ``aggregated-window`` plus the *completion-count* rows (ours, issue 7): with
+``aggregated-count`` is ``aggregated-window`` plus the *completion-count* rows (ours): with
 ``C_k`` (k = 1..n) a valid lower bound on ``F_(k)``, the k-th smallest finish round of any feasible
 schedule (``prefix_finish_lower_bounds``), for every k = 1..n-1
 
@@ -125,7 +125,7 @@ the volume bound there and does not provide them.
 of cost ``U`` are those of ``models.kv_schedule`` (proved in its docstring: every optimal schedule
 lies inside them).
 
-Measured (issue 7, benchmarks/results/kv_certify.md): neither aggregation nor these cuts moves the
+Measured (benchmarks/results/kv_certify.md): neither aggregation nor these cuts moves the
 LP bound by more than 0.1% on the paper's family; the LP's weakness is the fluid spreading of each
 request over many start rounds, which no per-round inequality sees.
 """

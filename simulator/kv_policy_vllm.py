@@ -3,7 +3,7 @@
 Source: the behaviour of vLLM's scheduler as described by Kwon et al., "Efficient Memory
 Management for Large Language Model Serving with PagedAttention" (SOSP'23, §4.5: FCFS, and on
 memory exhaustion the most recently arrived requests are preempted and recomputed later), in the
-round model of Jaillet et al. (arXiv 2502.07115; issue 3's "benchmark vLLM-style behaviour").
+round model of Jaillet et al. (arXiv 2502.07115; to benchmark vLLM-style behaviour).
 Waiting requests are admitted in arrival order while the next round's memory fits (memory-unaware
 of the future: lengths are not used), stopping at the first that does not. When the running batch
 would overflow in the next round, the newest request (latest arrival, ties later position) is

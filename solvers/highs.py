@@ -29,7 +29,7 @@ HiGHS fixes its thread count per process at the first solve (research/pyomo-high
 ``threads`` defaults to 1 everywhere and callers should not vary it within one process.
 
 *Presolve and the time limit* (both routes). HiGHS's presolve does not check the time limit
-everywhere (ERGO-Code/HiGHS issues #1278 and #1501, both open). On the KV window programs it ran about
+everywhere (ERGO-Code/HiGHS on GitHub, #1278 and #1501, both open). On the KV window programs it ran about
 1e-5 s per nonzero whatever the limit: 10.1 s under a 4 s limit at 982k nonzeros (paper-size instance,
 2-core machine), where it also reduced nothing; 1.7-4.2 s under a 1 s limit at 0.1-0.3 M nonzeros.
 So where ``nonzeros * PRESOLVE_SECONDS_PER_NONZERO`` exceeds ``PRESOLVE_SHARE_OF_LIMIT`` of the

@@ -1,8 +1,8 @@
-r"""Exact combinatorial branch-and-bound for ``kv_schedule`` (issue 3: n <= 12 proven in seconds).
+r"""Exact combinatorial branch-and-bound for ``kv_schedule`` (n <= 12 proven in seconds).
 
 No LP: a depth-first search over *start rounds in chronological order* (time-indexed branching),
 with a memo of visited states, a symmetry rule, and a memory-volume bound on the unstarted
-requests. Semantics as in ``models/kv_schedule.py`` (issue 3): request ``i`` started at ``p_i >= a_i``
+requests. Semantics as in ``models/kv_schedule.py``: request ``i`` started at ``p_i >= a_i``
 holds ``s_i + (t - p_i)`` tokens in rounds ``t = p_i+1 .. p_i+o_i``, total per round ``<= M``.
 
 Why not branch over serial-SGS orders

@@ -1,7 +1,7 @@
 r"""Certify the optimum of a ``kv_schedule`` instance: primal heuristics, valid windows, a chosen
 formulation built directly in highspy, a warm-started HiGHS solve, and an honest report.
 
-Pipeline (issue 7; research/pyomo-highs.md §6.4: a warm start was the biggest lever on the gap)
+Pipeline (a warm start was the biggest lever on the gap: research notes pyomo-highs.md §6.4)
 
 1. **Incumbent.** The serial schedule generation scheme (SGS; Kolisch, "Serial and parallel
    resource-constrained project scheduling methods revisited", EJOR 90 (1996), adapted to ramp
@@ -29,7 +29,7 @@ Pipeline (issue 7; research/pyomo-highs.md §6.4: a warm start was the biggest l
    the rounded bound reaches the incumbent. The incumbent is the better of HiGHS's and the
    heuristics' (never nothing).
 
-Chain bound (``chain_lower_bound``; ours, issue 7)
+Chain bound (``chain_lower_bound``; ours)
 --------------------------------------------------
 Peak ``P_i = s_i + o_i`` (tokens held in the last round ``f_i``), ``s_min = min_i s_i``,
 head-room ``h_i = max(0, M - P_i - s_min)``, big requests ``B = {i : 2 P_i > M}`` (``b = |B|``).

@@ -21,7 +21,7 @@ coefficients times the group counts is at most ``M``), the same rule as the Pyom
 two builds have the same columns, rows and nonzeros (tests/test_kv_strong_direct.py checks this
 and the LP bound). Column order: groups in order, start rounds ascending within a group.
 
-Conflict cliques (``conflict_clique_cuts``; ours, issue 7, measured and *not* kept in a formulation)
+Conflict cliques (``conflict_clique_cuts``; ours, measured and *not* kept in a formulation)
 ----------------------------------------------------------------------------------------------------
 Column ``c = (g, t)`` has start ``t_c``, finish ``f_c = t_c + o_g``, peak ``P_c = s_g + o_g`` and
 *window end* ``e_c = f_c - max(0, M - P_c - s_min)``. Claim: if ``f_c <= f_d`` and ``t_d < e_c``, a request

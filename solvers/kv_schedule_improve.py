@@ -1,6 +1,6 @@
 r"""Primal improvement for ``kv_schedule`` schedules: iterated local search over serial-SGS orders, then
 MIP-based large-neighbourhood search that re-optimises a time window (or a time-related subset of
-requests) with HiGHS while every other start stays fixed (issues 3 and 7: the upper side of every
+requests) with HiGHS while every other start stays fixed (the upper side of every
 certified gap, and the MC-SF / best ratio of the paper reproduction).
 
 Semantics are those of ``instances/kv_schedule.py`` (Jaillet et al., arXiv 2502.07115, §2): request

@@ -314,7 +314,7 @@ def test_root_lp_too_large_for_the_limits_is_skipped_before_it_is_built():
 
 
 def test_no_shortest_first_start_order_holds_an_optimum():
-    """Why the search branches on every start (README, issue 7): starting requests in shortest-output-first
+    """Why the search branches on every start (docs/kv_schedule.md): starting requests in shortest-output-first
     order is not without loss. Here (M = 10, s = 2, all at 0) the optimum 28 starts a 7-round request
     before a 2-round one; every schedule whose starts are non-decreasing in o costs at least 29
     (enumerated below, independently of the search)."""

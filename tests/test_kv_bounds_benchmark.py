@@ -1,4 +1,4 @@
-"""The ``mip-window-big`` bound of benchmarks/kv_bounds_paper.py (issue 7): valid against brute force,
+"""The ``mip-window-big`` bound of benchmarks/kv_bounds_paper.py: valid against brute force,
 at least the window LP, and exact when every type is big (then every column is integer)."""
 from __future__ import annotations
 

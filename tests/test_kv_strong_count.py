@@ -1,4 +1,4 @@
-"""Issue 7: the completion-count rows (formulation ``aggregated-count``) and the prefix finish bounds
+"""The completion-count rows (formulation ``aggregated-count``) and the prefix finish bounds
 behind them, against brute force on tiny instances; the conflict-clique separation and extra
 exclusive-window levels (measured candidates that did not lift the bound) stay valid."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 7: every KV-scheduling formulation against brute force and the plain IP on tiny instances;
+"""Every KV-scheduling formulation against brute force and the plain IP on tiny instances;
 the direct highspy builder against the Pyomo models (same columns, rows, nonzeros, LP bound);
 heuristic and certified schedules against the independent checker."""
 from __future__ import annotations

@@ -60,7 +60,7 @@ def solve(instance, *, time_limit_s: float, options: dict | None = None) -> dict
         opt.notes.insert(0, f"formulation '{formulation}' not built: {fallback}; fell back to auto")
         return opt.to_dict(instance)
     if formulation in getattr(model_mod, "DIRECT_PIPELINE", ()) and horizon is None and not options.get("relax"):
-        # issue 7: direct highspy build + heuristics + chain bound (solvers/kv_schedule_certify.py)
+        # the certify pipeline: direct highspy build + heuristics + chain bound (solvers/kv_schedule_certify.py)
         from servopt.analysis.kv_optimum import best_policy_schedule
         from servopt.solvers.kv_schedule_certify import certify
 

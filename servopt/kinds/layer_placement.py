@@ -1,4 +1,4 @@
-"""Front door of kind ``layer_placement``: max-flow layer placement over a heterogeneous GPU cluster (issue 6).
+"""Front door of kind ``layer_placement``: max-flow layer placement over a heterogeneous GPU cluster (Helix, ASPLOS'25).
 
 ``load`` validates the JSON (schema, then field rules: ids, links, throughputs). ``solve`` runs
 ``servopt.solvers.layer_placement_search.solve_layer_placement`` (heuristics, then HiGHS on the

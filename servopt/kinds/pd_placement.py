@@ -1,4 +1,4 @@
-"""Front door of kind ``pd_placement``: prefill/decode placement on heterogeneous GPUs (issue 5).
+"""Front door of kind ``pd_placement``: prefill/decode placement on heterogeneous GPUs (Melange, DistServe).
 
 ``load`` validates the JSON (schema, then field rules), fills GPU prices from the catalog when an
 offer omits them and derives the capacities from the GPU cost model when the instance has none
