@@ -399,6 +399,22 @@ def _saturation_of(tables, L: float, src_total: float, snk_total: float) -> floa
     return min(hi, src_total, snk_total)
 
 
+def _components(oracle: FlowOracle, tau: float) -> list[int]:
+    """Per node a label of its component in the graph of the links with capacity >= ``tau`` (union-find)."""
+    parent = list(range(oracle.n))
+
+    def find(x):
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for u, v, c in zip(oracle.a_from.tolist(), oracle.a_to.tolist(), oracle.a_cap.tolist()):
+        if c >= tau:
+            parent[find(u)] = find(v)
+    return [find(i) for i in range(oracle.n)]
+
+
 def link_cut_bound(oracle: FlowOracle, *, deadline: float | None = None) -> tuple[float, dict]:
     """min over thresholds τ of Σ_groups U_sat(group) + capacity of links between groups (see module doc).
 
@@ -413,24 +429,14 @@ def link_cut_bound(oracle: FlowOracle, *, deadline: float | None = None) -> tupl
         if deadline is not None and time.perf_counter() > deadline and math.isfinite(best):
             best_info["stopped_at_deadline"] = True
             break
-        parent = list(range(oracle.n))
-
-        def find(x):
-            while parent[x] != x:
-                parent[x] = parent[parent[x]]
-                x = parent[x]
-            return x
-
-        for u, v, c in zip(oracle.a_from.tolist(), oracle.a_to.tolist(), oracle.a_cap.tolist()):
-            if c >= tau:
-                parent[find(u)] = find(v)
+        label = _components(oracle, tau)
         groups = defaultdict(list)
         for i in range(oracle.n):
-            groups[find(i)].append(i)
+            groups[label[i]].append(i)
         if len(groups) == 1:
             continue
         cross = sum(c for u, v, c in zip(oracle.a_from.tolist(), oracle.a_to.tolist(), oracle.a_cap.tolist())
-                    if find(u) != find(v))
+                    if label[u] != label[v])
         total = cross
         for members in groups.values():
             src = sum(oracle.src_cap.get(i, 0.0) for i in members)
@@ -916,20 +922,10 @@ def _groups(oracle: FlowOracle) -> list[frozenset]:
     # thresholds just above the largest jumps in link capacity (geo regions: 12.5 Mbps vs 1 Gbps)
     jumps = sorted(range(1, len(levels)), key=lambda j: -levels[j] / max(levels[j - 1], 1e-12))[:3]
     for tau in [levels[j] for j in jumps]:
-        parent = list(range(oracle.n))
-
-        def find(x):
-            while parent[x] != x:
-                parent[x] = parent[parent[x]]
-                x = parent[x]
-            return x
-
-        for u, v, c in zip(oracle.a_from.tolist(), oracle.a_to.tolist(), oracle.a_cap.tolist()):
-            if c >= tau:
-                parent[find(u)] = find(v)
+        label = _components(oracle, tau)
         comps = defaultdict(set)
         for i in range(oracle.n):
-            comps[find(i)].add(i)
+            comps[label[i]].add(i)
         for members in comps.values():
             if 1 < len(members) < oracle.n:
                 out.add(frozenset(members))
