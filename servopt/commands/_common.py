@@ -35,6 +35,18 @@ def emit(result: dict[str, Any], module, args) -> None:
             print(f"wrote {args.out}")
 
 
+def import_subparsers(subparsers):
+    """The sub-command table of ``servopt import`` (one module per format joins it): made by the first
+    module that registers, found by the others."""
+    if "import" in subparsers.choices:
+        return subparsers.choices["import"].servopt_subcommands
+    parent = subparsers.add_parser("import", help="convert other tools' files into servopt instances")
+    sub = parent.add_subparsers(dest="import_format", metavar="FORMAT")
+    parent.servopt_subcommands = sub
+    parent.set_defaults(func=lambda args: (parent.print_help(), 2)[1])
+    return sub
+
+
 def add_solver_options(parser) -> None:
     """--time-limit, --rel-gap and --formulation, shared by every command that solves."""
     parser.add_argument("--time-limit", type=float, default=60.0, metavar="S", help="solver time limit in seconds (default 60)")

@@ -7,14 +7,9 @@ from __future__ import annotations
 
 
 def register(subparsers) -> None:
-    if "import" in subparsers.choices:
-        parent = subparsers.choices["import"]
-        sub = parent.servopt_subcommands
-    else:
-        parent = subparsers.add_parser("import", help="convert other tools' files into servopt instances")
-        sub = parent.add_subparsers(dest="import_format", metavar="FORMAT")
-        parent.servopt_subcommands = sub
-        parent.set_defaults(func=lambda args: (parent.print_help(), 2)[1])
+    from servopt.commands._common import import_subparsers
+
+    sub = import_subparsers(subparsers)
     p = sub.add_parser("helix", help="a Helix (ASPLOS'25) cluster INI + throughput table -> layer_placement JSON")
     p.add_argument("config", help="Helix cluster file (.ini): [NodeNames], [SourceNode], [ComputeNode-i], [Link-a-b]")
     p.add_argument("throughput_table", help="JSON {num_layers, activation_bytes_per_token, throughput_tokens_per_s: "

@@ -7,14 +7,9 @@ from __future__ import annotations
 
 
 def register(subparsers) -> None:
-    if "import" in subparsers.choices:
-        parent = subparsers.choices["import"]
-        sub = parent.servopt_subcommands
-    else:
-        parent = subparsers.add_parser("import", help="convert other tools' files into servopt instances")
-        sub = parent.add_subparsers(dest="import_format", metavar="FORMAT")
-        parent.servopt_subcommands = sub
-        parent.set_defaults(func=lambda args: (parent.print_help(), 2)[1])
+    from servopt.commands._common import import_subparsers
+
+    sub = import_subparsers(subparsers)
     p = sub.add_parser("mooncake", help="a Mooncake trace (JSONL with hash_ids) -> eviction instance JSON")
     p.add_argument("trace", help="Mooncake JSONL: timestamp (ms), input_length, output_length, hash_ids")
     p.add_argument("--capacity-blocks", type=int, required=True, metavar="C", help="blocks one cache holds")
