@@ -55,6 +55,12 @@ def dumps(obj: Any, *, indent: int | None = 2) -> str:
     return json.dumps(_clean(obj), indent=indent, allow_nan=False)
 
 
+def read_shipped(*parts: str) -> Any:
+    """A JSON file shipped in ``instances/data/`` (installed inside the package), e.g. a kind's example."""
+    ref = resources.files("servopt.instances").joinpath("data", *parts)
+    return json.loads(ref.read_text(encoding="utf-8"))
+
+
 def write_json(obj: Any, path: str | Path) -> None:
     """Write atomically: a failed run never leaves a half-written file behind."""
     path = Path(path)

@@ -17,9 +17,7 @@ policies and the replay executor: simulator/batching_policies.py; checker: analy
 """
 from __future__ import annotations
 
-import json
 import time
-from importlib import resources
 
 from servopt import jsonio
 from servopt.errors import InputError
@@ -238,8 +236,7 @@ def render_comparison(result: dict, console) -> None:
 
 
 def example_instance():
-    ref = resources.files("servopt.instances").joinpath("data", EXAMPLE)
-    return load(json.loads(ref.read_text(encoding="utf-8")))
+    return load(jsonio.read_shipped(EXAMPLE))
 
 
 def demo(*, time_limit_s: float) -> list[dict]:

@@ -13,9 +13,7 @@ only), ``milp`` (as ``auto`` but never restricted), ``lp`` (bound and rounded pl
 """
 from __future__ import annotations
 
-import json
 import time
-from importlib import resources
 
 from servopt import jsonio
 from servopt.errors import InputError
@@ -245,8 +243,7 @@ def render_comparison(result: dict, console) -> None:
 
 
 def example_instance():
-    ref = resources.files("servopt.instances").joinpath("data", EXAMPLE)
-    return load(json.loads(ref.read_text(encoding="utf-8")))
+    return load(jsonio.read_shipped(EXAMPLE))
 
 
 def demo(*, time_limit_s: float) -> list[dict]:

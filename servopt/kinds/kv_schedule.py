@@ -6,9 +6,7 @@ checker: analysis/kv_check.py. Model and semantics: Jaillet et al., arXiv 2502.0
 """
 from __future__ import annotations
 
-import json
 import time
-from importlib import resources
 
 from servopt import jsonio
 from servopt.errors import InputError
@@ -160,8 +158,7 @@ def render(result: dict, console) -> None:
 
 
 def example_instance():
-    ref = resources.files("servopt.instances").joinpath("data", EXAMPLE)
-    return load(json.loads(ref.read_text(encoding="utf-8")))
+    return load(jsonio.read_shipped(EXAMPLE))
 
 
 def demo(*, time_limit_s: float) -> list[dict]:

@@ -21,8 +21,6 @@ API::
 """
 from __future__ import annotations
 
-import json
-from importlib import resources
 
 from servopt import jsonio
 from servopt.errors import InputError
@@ -315,8 +313,7 @@ def _render_simulation(result: dict, console) -> None:
 
 
 def _shipped(name: str) -> dict:
-    ref = resources.files("servopt.instances").joinpath("data", name)
-    return json.loads(ref.read_text(encoding="utf-8"))
+    return jsonio.read_shipped(name)
 
 
 def demo(*, time_limit_s: float) -> list[dict]:

@@ -17,11 +17,9 @@ API::
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import replace
-from importlib import resources
 
 from servopt import jsonio
 from servopt.errors import InfeasibleError, InputError, SolverError
@@ -344,8 +342,7 @@ def render(result: dict, console) -> None:
 
 
 def _example(name: str) -> dict:
-    ref = resources.files("servopt.instances").joinpath("data", name)
-    return json.loads(ref.read_text(encoding="utf-8"))
+    return jsonio.read_shipped(name)
 
 
 def demo(*, time_limit_s: float) -> list[dict]:
