@@ -43,9 +43,10 @@ def solve(instance, *, time_limit_s: float, options: dict | None = None) -> dict
         export_name = formulation if hasattr(model_mod, "build") else "time-indexed"
         if formulation not in ("auto", "policies+bounds") and not hasattr(model_mod, "build"):
             raise InputError("--export", f"formulation '{formulation}' is a combinatorial search with no model to export")
-        if _unaffordable(instance, export_name, float("inf")):
+        too_large = _unaffordable(instance, export_name, float("inf"))
+        if too_large:
             raise InputError("--export", f"the {export_name} model of {instance.n} requests is too large to write "
-                                         f"({_unaffordable(instance, export_name, float('inf'))})")
+                                         f"({too_large})")
         from servopt.solvers.highs import write_model
 
         export_mod = formulation_module(export_name)
