@@ -133,19 +133,93 @@ def serial_schedule(instance: KVScheduleInstance) -> KVSchedule:
 AUTO_BNB_MAX_REQUESTS = 200
 
 
+# A MIP formulation is built only when its size, estimated before building (the time-indexed count of
+# nonzeros within the best policy's cut-off windows), fits the memory ceiling and half the time limit.
+# Measured on the dev machine: Pyomo builds ~1e-5 s and ~300 bytes per nonzero (n = 200: 67 s and 3.2 GB
+# for a 5 s limit before this rule), the direct highspy build ~1.4e-6 s.
+MIP_MAX_NONZEROS = 3_000_000
+MIP_SECONDS_PER_NONZERO = {"time-indexed": 1e-5}
+DIRECT_SECONDS_PER_NONZERO = 2e-6
+
+
+def mip_unaffordable(instance: KVScheduleInstance, formulation: str, time_limit_s: float,
+                     policy_cost: float | None = None) -> str | None:
+    """Why ``formulation`` cannot be built within the limits, or None when it can (or is no MIP).
+    ``policy_cost``: the best policy's objective when the caller has it (it sets the cut-off windows)."""
+    if formulation in ("auto", "branch-and-bound", "policies+bounds"):
+        return None
+    from servopt.solvers.kv_schedule_bnb import estimated_nonzeros
+
+    if instance.n > 2000:
+        return f"{instance.n} requests: the model would exceed the memory ceiling"
+    if policy_cost is None:
+        _, _, policy_cost = best_policy_schedule(instance)
+    nonzeros = estimated_nonzeros(instance, policy_cost)
+    if nonzeros > MIP_MAX_NONZEROS:
+        return f"~{nonzeros:,} nonzeros exceed the memory ceiling of {MIP_MAX_NONZEROS:,}"
+    seconds = nonzeros * MIP_SECONDS_PER_NONZERO.get(formulation, DIRECT_SECONDS_PER_NONZERO)
+    if seconds > 0.5 * time_limit_s:
+        return f"~{nonzeros:,} nonzeros would take ~{seconds:.0f} s to build, over half of the time limit"
+    return None
+
+
+# Share of the limit the branch-and-bound gets inside ``auto`` when the time-indexed MIP can also be
+# built in the rest. The search proves most small instances in well under a second (paper family,
+# n = 11-12: median 0.24 s, 999 of 1,000 within 40 s); the few it cannot close have a weak combinatorial
+# bound that the MIP's LP closes (n = 12, Poisson seed 112: the search ends at [400, 424] after 120 s,
+# the time-indexed MIP alone proves 424 in 48 s, and 60 s after 60 s of search), so the MIP gets the
+# larger part.
+AUTO_BNB_SHARE = 1 / 3
+
+
 def solve_auto(instance: KVScheduleInstance, *, time_limit_s: float, improve_seconds: float = 0.0) -> OptimumResult:
-    """The strongest method for the instance's size, chosen before anything is built."""
+    """The strongest method for the instance's size, chosen before anything is built.
+
+    Up to ``AUTO_BNB_MAX_REQUESTS`` requests: the exact branch-and-bound; when its share of the limit
+    ends without a proof and the time-indexed MIP fits the rest (``mip_unaffordable``), the MIP starts
+    from the search's incumbent, and the result keeps the better schedule and the larger bound (both
+    bounds are valid, so their maximum is). Beyond: the online policies with the combinatorial bounds."""
     if instance.n <= AUTO_BNB_MAX_REQUESTS:
-        res = _solve_branch_and_bound(instance, time_limit_s=time_limit_s, warm_start_policies=("mc-sf", "fcfs"),
-                                      improve_seconds=improve_seconds)
+        t0 = time.perf_counter()
+        _, _, policy_cost = best_policy_schedule(instance)
+        mip_share = 1.0 - AUTO_BNB_SHARE
+        mip_fits = mip_unaffordable(instance, "time-indexed", mip_share * time_limit_s, policy_cost) is None
+        res = _solve_branch_and_bound(instance, time_limit_s=(AUTO_BNB_SHARE if mip_fits else 1.0) * time_limit_s,
+                                      warm_start_policies=("mc-sf", "fcfs"), improve_seconds=improve_seconds)
         res.method = "auto:branch-and-bound"
-        return res
+        left = time_limit_s - (time.perf_counter() - t0)
+        if res.status == "optimal" or not mip_fits or res.schedule is None or left < 1.0:
+            return res
+        mip = solve_optimum(instance, time_limit_s=left, formulation="time-indexed",
+                            warm_schedule=("branch-and-bound", res.schedule))
+        return _combine(instance, res, mip, time.perf_counter() - t0)
     res = solve_policies_and_bounds(instance, time_limit_s=time_limit_s)
     res.method = "auto:policies+bounds"
     res.notes.insert(0, f"{instance.n} requests > {AUTO_BNB_MAX_REQUESTS}: the exact search and the MIP would not fit "
                         "the time and memory limits, so the best online policy's schedule is reported with the "
                         "combinatorial lower bounds")
     return res
+
+
+def _combine(instance: KVScheduleInstance, search: OptimumResult, mip: OptimumResult, seconds: float) -> OptimumResult:
+    """The branch-and-bound's result, improved by the MIP that ran after it: the cheaper schedule and
+    the larger of the two valid lower bounds; proven once they meet."""
+    from servopt.solvers.highs import relative_gap
+
+    best = mip if (mip.objective is not None and mip.objective < search.objective - 1e-9) else search
+    bounds = [(b, src) for b, src in ((search.bound, search.bound_source), (mip.bound, mip.bound_source))
+              if b is not None]
+    bound, source = max(bounds, key=lambda t: t[0]) if bounds else (None, None)
+    if bound is not None:
+        bound = min(bound, best.objective)
+    status = "optimal" if bound is not None and bound >= best.objective - 1e-9 else "time_limit"
+    notes = list(search.notes) + [
+        f"branch-and-bound stopped at [{search.bound}, {search.objective}]; the time-indexed MIP ran next from its "
+        f"incumbent and ended {mip.status} at [{mip.bound}, {mip.objective}]"]
+    return OptimumResult(best.schedule, status, best.objective, bound, relative_gap(best.objective, bound, "min"),
+                         seconds, "servopt-bnb+" + mip.solver, mip.solver_seconds, (search.nodes or 0) + (mip.nodes or 0),
+                         search.horizon, True, search.warm_start, mip.model_size, mip.build_seconds,
+                         formulation="branch-and-bound", bound_source=source, method="auto:branch-and-bound+time-indexed", notes=notes)
 
 
 def solve_policies_and_bounds(instance: KVScheduleInstance, *, time_limit_s: float,
@@ -215,11 +289,13 @@ def solve_optimum(instance: KVScheduleInstance, *, time_limit_s: float, rel_gap:
                   warm_start_policies=("mc-sf", "fcfs"), horizon: int | None = None, use_cutoff: bool = True,
                   relax: bool = False, threads: int = 1, solver_options: dict | None = None,
                   formulation: str = "time-indexed", bnb_lp_policy: str | None = None,
-                  improve_seconds: float = 0.0, bnb_options: dict | None = None) -> OptimumResult:
+                  improve_seconds: float = 0.0, bnb_options: dict | None = None,
+                  warm_schedule: tuple[str, KVSchedule] | None = None) -> OptimumResult:
     """Steps of the module docstring; ``formulation`` picks any Pyomo model module with
     ``build(instance, *, formulation, horizon, relax, cutoff)``, ``extract`` and ``warm_start``.
     ``bnb_options``: further keyword arguments of ``solvers.kv_schedule_bnb.branch_and_bound``
-    (``candidate_order``, ``justify_deferrals``) for the branch-and-bound formulation."""
+    (``candidate_order``, ``justify_deferrals``) for the branch-and-bound formulation.
+    ``warm_schedule``: (name, schedule) to start a MIP from instead of running ``warm_start_policies``."""
     from servopt.models import kv_schedule as reference
     from servopt.solvers.highs import relative_gap, solve
 
@@ -243,7 +319,10 @@ def solve_optimum(instance: KVScheduleInstance, *, time_limit_s: float, rel_gap:
 
     t0 = time.perf_counter()
     warm = None
-    if warm_start_policies:
+    if warm_schedule is not None:
+        warm = {"policy": warm_schedule[0], "objective": warm_schedule[1].objective_value(instance),
+                "schedule": warm_schedule[1]}
+    elif warm_start_policies:
         name, sched, cost = best_policy_schedule(instance, warm_start_policies)
         warm = {"policy": name, "objective": cost, "schedule": sched}
     cutoff = warm["objective"] if (warm and use_cutoff and horizon is None) else None

@@ -94,3 +94,41 @@ def test_gap_is_null_where_it_is_undefined():
     assert relative_gap(0.0, 5.0, "max") is None
     assert relative_gap(0.0, 0.0, "max") == 0.0
     assert relative_gap(10.0, 8.0, "min") == 0.2
+
+
+def test_auto_hands_an_unproven_search_to_the_mip_which_proves_the_brute_force_optimum(monkeypatch):
+    """The search is stubbed to stop without a proof (its incumbent: MC-SF's schedule, its bound: the
+    volume bound): the MIP must then start from that incumbent and prove the brute-force optimum."""
+    from servopt.analysis import kv_optimum as K
+
+    from kv_bruteforce import brute_force_optimum
+
+    inst = KVScheduleInstance.from_dict(synthetic(np.random.default_rng([4, 2]), arrival_model="poisson_fixed_n", n=6))
+    expected, _ = brute_force_optimum(inst)
+    mcsf = simulate_rounds(inst, "mc-sf")
+    weak = float(volume_lower_bound(inst))
+    assert weak < expected <= mcsf.objective_value(inst)
+    shares = []
+
+    def unproven_search(instance, *, time_limit_s, **kwargs):
+        shares.append(time_limit_s)
+        cost = mcsf.objective_value(instance)
+        return K.OptimumResult(mcsf, "time_limit", cost, weak, (cost - weak) / cost, time_limit_s, "servopt-bnb",
+                               nodes=10, horizon=None, formulation="branch-and-bound", bound_source="branch-and-bound")
+
+    monkeypatch.setattr(K, "_solve_branch_and_bound", unproven_search)
+    out = K.solve_auto(inst, time_limit_s=300).to_dict(inst)
+    assert shares == [300 * K.AUTO_BNB_SHARE]
+    assert out["method"] == "auto:branch-and-bound+time-indexed" and out["status"] == "optimal"
+    assert out["objective"] == out["bound"] == expected
+    assert check_result(inst, out) == []
+    assert "time-indexed MIP ran next" in out["notes"][-1]
+
+
+def test_auto_keeps_the_whole_limit_for_the_search_when_the_mip_cannot_be_built(monkeypatch):
+    from servopt.analysis import kv_optimum as K
+
+    inst = KVScheduleInstance.from_dict(synthetic(np.random.default_rng([4, 3]), arrival_model="all_at_zero", n=6))
+    monkeypatch.setattr(K, "MIP_MAX_NONZEROS", 1)
+    res = K.solve_auto(inst, time_limit_s=120)
+    assert res.method == "auto:branch-and-bound" and res.status == "optimal"

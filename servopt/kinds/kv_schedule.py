@@ -35,7 +35,7 @@ def solve(instance, *, time_limit_s: float, options: dict | None = None) -> dict
     improve_seconds = float(options.get("improve_seconds") or 0.0)
     if horizon is not None and (not isinstance(horizon, int) or horizon < 1):
         raise InputError("--horizon", f"must be a positive integer, got {horizon!r}")
-    from servopt.analysis.kv_optimum import formulation_module
+    from servopt.analysis.kv_optimum import formulation_module, mip_unaffordable
 
     model_mod = formulation_module(formulation)  # a bad name fails here, before any work
     if options.get("export"):
@@ -43,7 +43,7 @@ def solve(instance, *, time_limit_s: float, options: dict | None = None) -> dict
         export_name = formulation if hasattr(model_mod, "build") else "time-indexed"
         if formulation not in ("auto", "policies+bounds") and not hasattr(model_mod, "build"):
             raise InputError("--export", f"formulation '{formulation}' is a combinatorial search with no model to export")
-        too_large = _unaffordable(instance, export_name, float("inf"))
+        too_large = mip_unaffordable(instance, export_name, float("inf"))
         if too_large:
             raise InputError("--export", f"the {export_name} model of {instance.n} requests is too large to write "
                                          f"({too_large})")
@@ -51,7 +51,7 @@ def solve(instance, *, time_limit_s: float, options: dict | None = None) -> dict
 
         export_mod = formulation_module(export_name)
         write_model(export_mod.build(instance, formulation=export_name, horizon=horizon), options["export"])
-    fallback = _unaffordable(instance, formulation, time_limit_s) if not options.get("relax") and horizon is None else None
+    fallback = mip_unaffordable(instance, formulation, time_limit_s) if not options.get("relax") and horizon is None else None
     if fallback:
         from servopt.analysis.kv_optimum import solve_auto
 
@@ -78,34 +78,6 @@ def solve(instance, *, time_limit_s: float, options: dict | None = None) -> dict
 
         raise InfeasibleError(f"no schedule fits within the horizon {opt.horizon} (a user-given horizon is too short)")
     return result
-
-
-# A MIP formulation is built only when its size, estimated before building (the time-indexed count of
-# nonzeros within the best policy's cut-off windows), fits the memory ceiling and half the time limit.
-# Measured on the dev machine: Pyomo builds ~1e-5 s and ~300 bytes per nonzero (n = 200: 67 s and 3.2 GB
-# for a 5 s limit before this rule), the direct highspy build ~1.4e-6 s.
-MIP_MAX_NONZEROS = 3_000_000
-MIP_SECONDS_PER_NONZERO = {"time-indexed": 1e-5}
-DIRECT_SECONDS_PER_NONZERO = 2e-6
-
-
-def _unaffordable(instance, formulation: str, time_limit_s: float) -> str | None:
-    """Why ``formulation`` cannot be built within the limits, or None when it can (or is no MIP)."""
-    if formulation in ("auto", "branch-and-bound", "policies+bounds"):
-        return None
-    from servopt.analysis.kv_optimum import best_policy_schedule
-    from servopt.solvers.kv_schedule_bnb import estimated_nonzeros
-
-    if instance.n > 2000:
-        return f"{instance.n} requests: the model would exceed the memory ceiling"
-    _, _, cost = best_policy_schedule(instance)
-    nonzeros = estimated_nonzeros(instance, cost)
-    if nonzeros > MIP_MAX_NONZEROS:
-        return f"~{nonzeros:,} nonzeros exceed the memory ceiling of {MIP_MAX_NONZEROS:,}"
-    seconds = nonzeros * MIP_SECONDS_PER_NONZERO.get(formulation, DIRECT_SECONDS_PER_NONZERO)
-    if seconds > 0.5 * time_limit_s:
-        return f"~{nonzeros:,} nonzeros would take ~{seconds:.0f} s to build, over half of --time-limit"
-    return None
 
 
 def simulate(instance, *, policy: str, options: dict | None = None) -> dict:
