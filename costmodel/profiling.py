@@ -532,12 +532,24 @@ def attention(torch, q, k, v, *, causal: bool, impl: str):
 
     ``impl="flash"``: FlashAttention-2 through ``aten._scaled_dot_product_flash_attention``, whose
     causal mask is bottom-right aligned and which reads GQA heads natively (Dao, "FlashAttention-2",
-    2023). ``impl="sdpa-repeat-kv"``: repeat KV heads and call ``scaled_dot_product_attention``
-    with a lower-right causal bias where ``Lq != Lk``.
+    2023). ``impl="flash-packed-gqa"``: the same kernel, but a decode call (one query per sequence,
+    no mask) puts the ``g = h_q / h_kv`` query heads that share a KV head into the query-length
+    dimension: ``[b, 1, h_q, d]`` is viewed as ``[b, h_kv, g, d]``, so each KV head is read by one
+    thread block instead of ``g`` (the "pack GQA" layout of FlashAttention-3, Shah et al. 2024, and of
+    FlashInfer's decode kernels; serving engines decode this way). Exact: with no mask every query row
+    attends to every key either way. ``impl="sdpa-repeat-kv"``: repeat KV heads and call
+    ``scaled_dot_product_attention`` with a lower-right causal bias where ``Lq != Lk``.
     """
     scale = 1.0 / math.sqrt(q.shape[-1])
+    b, lq, h_q, d = q.shape
+    h_kv = k.shape[2]
+    if impl == "flash-packed-gqa" and lq == 1 and not causal and h_q > h_kv:
+        out = torch.ops.aten._scaled_dot_product_flash_attention(
+            pack_gqa_decode(q, h_kv).transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), 0.0, False, False,
+            scale=scale)[0]
+        return unpack_gqa_decode(out.transpose(1, 2))
     qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-    if impl == "flash":
+    if impl in ("flash", "flash-packed-gqa"):
         out = torch.ops.aten._scaled_dot_product_flash_attention(qt, kt, vt, 0.0, causal, False, scale=scale)[0]
         return out.transpose(1, 2)
     group = q.shape[2] // k.shape[2]
@@ -551,6 +563,19 @@ def attention(torch, q, k, v, *, causal: bool, impl: str):
     else:
         out = F.scaled_dot_product_attention(qt, kt, vt, is_causal=causal, scale=scale)
     return out.transpose(1, 2)
+
+
+def pack_gqa_decode(q, kv_heads: int):
+    """Decode queries ``[b, 1, h_q, d]`` -> ``[b, g, h_kv, d]``: the ``g`` query heads that share KV
+    head ``j`` (heads ``j g .. j g + g - 1``, PyTorch's GQA order) become ``g`` query rows of head ``j``."""
+    b, _, h_q, d = q.shape
+    return q.reshape(b, kv_heads, h_q // kv_heads, d).transpose(1, 2)
+
+
+def unpack_gqa_decode(out):
+    """Inverse of ``pack_gqa_decode``: ``[b, g, h_kv, d]`` -> ``[b, 1, h_kv g, d]``."""
+    b, g, h_kv, d = out.shape
+    return out.transpose(1, 2).reshape(b, 1, h_kv * g, d)
 
 
 def reference_attention(torch, q, k, v, *, causal: bool):
@@ -585,15 +610,25 @@ def check_attention(torch, impl: str, device, dtype, heads=8, kv_heads=2, head_d
     return worst
 
 
-def choose_attention(torch, device, dtype) -> tuple[str, float]:
-    """Prefer FlashAttention with native GQA; keep it only if it matches the definition."""
+ATTENTION_IMPLS = ("flash-packed-gqa", "flash", "sdpa-repeat-kv")
+
+
+def choose_attention(torch, device, dtype, prefer: str = "auto") -> tuple[str, float]:
+    """The first of ``ATTENTION_IMPLS`` (from ``prefer`` on) that runs and matches the definition.
+
+    FlashAttention with GQA decode packed comes first; ``prefer="flash"`` reproduces profiles taken
+    before packing (their decode read the KV cache once per query head)."""
+    if prefer not in ("auto",) + ATTENTION_IMPLS:
+        raise InputError("--attention", f"unknown attention {prefer!r}; one of auto, {', '.join(ATTENTION_IMPLS)}")
+    order = ATTENTION_IMPLS if prefer == "auto" else ATTENTION_IMPLS[ATTENTION_IMPLS.index(prefer):]
     if device.type == "cuda":
-        try:
-            err = check_attention(torch, "flash", device, dtype)
+        for impl in order[:-1]:
+            try:
+                err = check_attention(torch, impl, device, dtype)
+            except (RuntimeError, NotImplementedError):
+                continue
             if err < 2e-2:
-                return "flash", err
-        except (RuntimeError, NotImplementedError):
-            pass
+                return impl, err
     return "sdpa-repeat-kv", check_attention(torch, "sdpa-repeat-kv", device, dtype)
 
 
@@ -856,7 +891,8 @@ def device_info(torch) -> dict:
 
 
 def profile_llm(torch, llm: LLM, tp: int, grid: ProfileGrid, *, layers: int | None, warmup: int, max_repeats: int,
-                budget_ms: float, scaling_check_layers: int, log: Callable[[str], None]) -> ProfileRun:
+                budget_ms: float, scaling_check_layers: int, log: Callable[[str], None],
+                attention: str = "auto") -> ProfileRun:
     """Build one (LLM, TP) shard on the GPU and time every grid shape that fits."""
     t0 = time.perf_counter()
     dev, dtype = torch.device("cuda"), torch.bfloat16
@@ -865,7 +901,7 @@ def profile_llm(torch, llm: LLM, tp: int, grid: ProfileGrid, *, layers: int | No
     free, _ = torch.cuda.mem_get_info()
     plan = plan_memory(sh, list(grid.shapes), free, layers)
     shapes, skipped = grid.filtered(plan.kv_budget_tokens, plan.max_new_tokens)
-    impl, err = choose_attention(torch, dev, dtype)
+    impl, err = choose_attention(torch, dev, dtype, attention)
     log(f"{llm.name} TP{tp}: {plan.layers_timed}/{sh.num_layers} layers, {len(shapes)} shapes, "
         f"plan {plan.total_bytes / GIB:.1f} of {free / GIB:.1f} GiB free, attention {impl} (rel err {err:.1e})")
     stack = DecoderStack(torch, sh, plan.layers_timed, plan.kv_budget_tokens, dev, dtype, attention_impl=impl)
@@ -895,6 +931,7 @@ def profile_llm(torch, llm: LLM, tp: int, grid: ProfileGrid, *, layers: int | No
 def run_profile(llms: list[LLM], tps: list[int], *, gpu: str, grid: ProfileGrid, layers: int | None, out: str | None,
                 warmup: int = 3, max_repeats: int = 15, budget_ms: float = 400.0, scaling_check_layers: int = 0,
                 ceilings: bool = True, command: str = "", fit: Callable[[dict], dict] | None = None,
+                attention: str = "auto",
                 log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True)) -> dict:
     """Profile every (LLM, TP); return the profile dict and write it to ``out`` only when all is done."""
     for llm in llms:  # input errors before any GPU work
@@ -915,7 +952,8 @@ def run_profile(llms: list[LLM], tps: list[int], *, gpu: str, grid: ProfileGrid,
     for llm in llms:
         for tp in tps:
             runs.append(profile_llm(torch, llm, tp, grid, layers=layers, warmup=warmup, max_repeats=max_repeats,
-                                    budget_ms=budget_ms, scaling_check_layers=scaling_check_layers, log=log).to_dict())
+                                    budget_ms=budget_ms, scaling_check_layers=scaling_check_layers, log=log,
+                                    attention=attention).to_dict())
     profile = {"format": PROFILE_FORMAT, "gpu": gpu, "device": info, "ceilings": ceil,
                "created_utc": started.strftime("%Y-%m-%dT%H:%M:%SZ"), "command": command,
                "seconds": round(time.perf_counter() - t0, 1), "runs": runs,

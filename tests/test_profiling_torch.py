@@ -30,6 +30,22 @@ def test_attention_fallback_matches_the_definition():
     assert err < 1e-5
 
 
+def test_packed_gqa_decode_is_the_same_attention():
+    """The decode layout of flash-packed-gqa (query heads sharing a KV head as rows of one head)
+    gives the definition's output, checked on the float64 reference; a wrong head order must not."""
+    g = torch.Generator().manual_seed(11)
+    q = torch.randn(3, 1, 8, 16, generator=g, dtype=torch.float64)
+    k = torch.randn(3, 29, 2, 16, generator=g, dtype=torch.float64)
+    v = torch.randn(3, 29, 2, 16, generator=g, dtype=torch.float64)
+    direct = P.reference_attention(torch, q, k, v, causal=False)
+    packed = P.reference_attention(torch, P.pack_gqa_decode(q, 2), k, v, causal=False)
+    assert packed.shape == (3, 4, 2, 16)
+    assert torch.allclose(P.unpack_gqa_decode(packed), direct, atol=1e-12)
+    interleaved = q.reshape(3, 1, 4, 2, 16).transpose(2, 3).reshape(3, 1, 8, 16)  # head j*2+i -> i*4+j
+    wrong = P.reference_attention(torch, P.pack_gqa_decode(interleaved, 2), k, v, causal=False)
+    assert not torch.allclose(P.unpack_gqa_decode(wrong), direct, atol=1e-3)
+
+
 def test_chunked_attention_equals_the_tail_of_full_causal_attention():
     """Bottom-right alignment checked against an independent computation: attention of the whole
     sequence, whose last rows a chunk after a cached prefix must reproduce."""
@@ -92,7 +108,8 @@ def test_profile_end_to_end_on_cuda(tmp_path):
     """The whole GPU path on a small catalog model: flash attention checked, times ordered, file written."""
     dev = torch.device("cuda")
     impl, err = P.choose_attention(torch, dev, torch.bfloat16)
-    assert impl == "flash" and err < 2e-2
+    assert impl == "flash-packed-gqa" and err < 2e-2
+    assert P.check_attention(torch, "flash", dev, torch.bfloat16) < 2e-2
     out = tmp_path / "p.json"
     prof = P.run_profile([get_llm("llama-2-7b")], [1, 2], gpu="h100-sxm", grid=P.quick_grid(), layers=2, out=str(out),
                          max_repeats=5, ceilings=True, log=lambda s: None)

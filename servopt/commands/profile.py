@@ -44,6 +44,9 @@ def add_arguments(p) -> None:
     p.add_argument("--repeats", type=int, default=15, help="most timed replays per shape (default 15, least 5)")
     p.add_argument("--warmup", type=int, default=2, help="untimed graph replays before timing (default 2)")
     p.add_argument("--no-ceilings", action="store_true", help="skip the matmul and copy ceiling measurements")
+    p.add_argument("--attention", default="auto", metavar="IMPL",
+                   help="attention kernel: auto (default: FlashAttention, GQA decode packed), flash-packed-gqa, "
+                        "flash (decode reads the KV cache once per query head), sdpa-repeat-kv")
     p.add_argument("--no-fit", action="store_true", help="write the measurements only; fit later with servopt costmodel fit")
 
 
@@ -68,6 +71,9 @@ def run(args) -> int:
     if not llms:
         raise InputError("--llm", "expected at least one LLM name")
     tps = _csv_ints(args.tp, "--tp")
+    if args.attention not in ("auto",) + profiling.ATTENTION_IMPLS:
+        raise InputError("--attention", f"unknown attention {args.attention!r}; one of auto, "
+                                        f"{', '.join(profiling.ATTENTION_IMPLS)}")
     grid = profiling.get_grid(args.grid)
     if args.repeats < 5:
         raise InputError("--repeats", f"must be >= 5, got {args.repeats}")
@@ -102,7 +108,7 @@ def run(args) -> int:
     profile = profiling.run_profile(llms, tps, gpu=gpu, grid=grid, layers=args.layers, out=out,
                                     warmup=args.warmup, max_repeats=args.repeats,
                                     scaling_check_layers=args.scaling_check, ceilings=not args.no_ceilings,
-                                    command=command, fit=fit)
+                                    command=command, fit=fit, attention=args.attention)
     n = sum(len(r["points"]) for r in profile["runs"])
     print(f"wrote {out}: {n} timed shapes over {len(profile['runs'])} run(s) in {profile['seconds']:.0f} s")
     return 0
