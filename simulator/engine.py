@@ -44,6 +44,7 @@ class SimConfig:
     router_options: dict = field(default_factory=dict)
     block_size: int = 16
     eviction: str | None = None  # prefix cache on when set (lru, lfu, fifo, gdsf)
+    eviction_options: dict = field(default_factory=dict)  # the eviction policy's make(**options)
     prefix_block_tokens: int = 512  # tokens per prefix hash id (Mooncake traces: 512)
     kv_bytes_per_token: float = 0.0  # per replica, for swap and P/D transfer times
     pcie_gb_per_s: float = 25.0  # host link for swapping (PCIe 4.0 x16 practical, ~25 GB/s)
@@ -194,15 +195,26 @@ def simulate(requests, cost, config: SimConfig, *, progress=None) -> SimResult:
         push(start + dur, TRANSFER, req)
 
     n_rep = config.replicas if config.pd is None else config.pd[0] + config.pd[1]
+    prefix_lists = None  # the whole trace's prefix ids, for offline eviction policies (their ``prepare``)
     reps = []
     for i in range(n_rep):
         role = "both" if config.pd is None else ("prefill" if i < config.pd[0] else "decode")
         sched = registry.make("scheduler", config.scheduler, config.scheduler_options, "--scheduler")
         cache = None
         if config.eviction:
-            policy = registry.make("eviction", config.eviction, {}, "--eviction")
+            policy = registry.make("eviction", config.eviction, dict(config.eviction_options), "--eviction")
             cache = PrefixCache(policy, block_tokens=config.prefix_block_tokens,
                                 kv_blocks_per_entry=-(-config.prefix_block_tokens // bs))
+            if hasattr(policy, "prepare"):  # offline: it reads the whole trace (one cache, trace order)
+                if n_rep > 1:
+                    raise InputError("--eviction", f"{config.eviction} plans one cache from the whole trace; "
+                                                   "run it with one replica")
+                if prefix_lists is None:
+                    requests = list(requests)
+                    T = config.prefix_block_tokens
+                    prefix_lists = [tuple(getattr(r, "prefix_block_ids", ()) or ())[: int(r.prompt_tokens) // T]
+                                    for r in requests]
+                policy.prepare(prefix_lists, capacity_blocks=total_blocks // cache.kv_blocks_per_entry)
         reps.append(Replica(i, total_blocks=total_blocks, block_size=bs, timer=timer, scheduler=sched, cache=cache,
                             swap_s_per_token=swap_s_per_token, role=role, on_finish=on_finish,
                             on_handoff=on_handoff, log_iterations=config.log_iterations,

@@ -19,7 +19,7 @@ Optional policy attributes understood here (the serving simulator ignores them):
                  replay fills in from the trace (the tree-constrained Belady heuristic).
 
 Entries carry the fields the ``evict_*`` policies read (``key``, ``depth``, ``refs``, ``last_access``,
-``inserted``, ``hits``) and here also ``from_end`` (blocks between it and the end of the last request
+``inserted``, ``hits``, ``owner``: the last request that used it) and here also ``from_end`` (blocks between it and the end of the last request
 that used it), ``next_use``, ``parent`` and ``children``.
 
 ``replay(hash_lists, capacity, policy)`` returns a ``CachePlan`` (hits, admitted and evicted blocks per
@@ -36,7 +36,7 @@ from servopt.instances.eviction import CachePlan, next_uses
 
 class ReplayEntry:
     __slots__ = ("key", "depth", "refs", "last_access", "inserted", "hits", "version", "parent", "children",
-                 "from_end", "next_use", "node_end", "prio")
+                 "from_end", "next_use", "node_end", "prio", "owner")
 
     def __init__(self, key, depth, parent, now):
         self.key = key
@@ -52,13 +52,17 @@ class ReplayEntry:
         self.next_use = None
         self.node_end = False
         self.prio = None  # the priority it was last pushed with (GDSF's H is fixed at access time)
+        self.owner = -1
 
 
 class ReplayCache:
-    """The cache state a policy sees (``clock``, ``inflation`` as in ``PrefixCache``)."""
+    """The cache state a policy sees (``clock``, ``inflation`` as in ``PrefixCache``; ``hash_lists`` and
+    ``capacity`` per request for offline policies that plan the whole sequence)."""
 
-    def __init__(self, policy):
+    def __init__(self, policy, hash_lists=None, capacity=None):
         self.policy = policy
+        self.hash_lists = hash_lists
+        self.capacity = capacity
         self.entries: dict[int, ReplayEntry] = {}
         self.clock = 0
         self.inflation = 0.0
@@ -111,7 +115,7 @@ def replay(hash_lists: Sequence[Sequence[int]], capacity: int | Sequence[int], p
     """Serve ``hash_lists`` in order through one cache under ``policy`` (module docstring)."""
     n = len(hash_lists)
     caps = [int(capacity)] * n if isinstance(capacity, int) else [int(c) for c in capacity]
-    cache = ReplayCache(policy)
+    cache = ReplayCache(policy, hash_lists, caps)
     entries = cache.entries
     nxt = next_uses(hash_lists) if getattr(policy, "OFFLINE", False) else None
     begin = getattr(policy, "begin_request", None)
@@ -158,6 +162,7 @@ def replay(hash_lists: Sequence[Sequence[int]], capacity: int | Sequence[int], p
                 room -= 1
                 new.append(h)
             e.hits += 1
+            e.owner = r
             e.last_access = now
             e.from_end = L - 1 - d
             if nxt is not None:

@@ -7,6 +7,10 @@ like vLLM's and SGLang's (§1.1-1.2): a finished request's blocks stay cached in
 memory and are evicted only when an allocation needs the room; blocks pinned by running requests
 (reference count > 0) are never evicted. Which unpinned block goes first is the eviction policy's
 ``priority(entry, cache)`` (smallest first; modules ``simulator/evict_*.py``).
+
+Each entry remembers ``owner``, the index (trace order) of the last request that pinned or inserted it,
+so that offline policies (``evict_optimum_replay``, ``evict_belady_tree``; given the whole trace by the
+engine through their ``prepare``) can look up the block's next use and the offline plan's decision.
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ import heapq
 
 
 class Entry:
-    __slots__ = ("key", "depth", "refs", "last_access", "inserted", "hits", "version")
+    __slots__ = ("key", "depth", "refs", "last_access", "inserted", "hits", "version", "owner")
 
     def __init__(self, key, depth, now):
         self.key = key
@@ -24,6 +28,7 @@ class Entry:
         self.inserted = now
         self.hits = 0
         self.version = 0
+        self.owner = -1
 
 
 class PrefixCache:
@@ -63,10 +68,11 @@ class PrefixCache:
         self.hit_blocks += n
         return n
 
-    def pin(self, keys):
+    def pin(self, keys, owner: int = -1):
         self.clock += 1
         for k in keys:
             e = self.entries[k]
+            e.owner = owner
             if e.refs == 0:
                 self.evictable -= 1
             e.refs += 1
@@ -85,8 +91,8 @@ class PrefixCache:
                 self.evictable += 1
                 self._push(e)
 
-    def insert_pinned(self, keys, start_depth: int) -> list:
-        """Insert computed blocks (already pinned by their request); returns the keys added."""
+    def insert_pinned(self, keys, start_depth: int, owner: int = -1) -> list:
+        """Insert computed blocks (already pinned by their request ``owner``); returns the keys added."""
         self.clock += 1
         added = []
         for d, k in enumerate(keys, start=start_depth):
@@ -95,6 +101,7 @@ class PrefixCache:
             e = Entry(k, d, self.clock)
             e.refs = 1
             e.hits = 1  # the request that computed it is its first use
+            e.owner = owner
             self.entries[k] = e
             added.append(k)
         return added

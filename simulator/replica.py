@@ -253,7 +253,7 @@ class Replica:
             return False
         if hit:
             keys = req.prefix[:hit]
-            self.cache.pin(keys)
+            self.cache.pin(keys, req.idx)
             req.shared = tuple(keys)
             req.shared_tokens = cached_tokens
             req.cached_tokens = max(req.cached_tokens, cached_tokens)
@@ -281,7 +281,7 @@ class Replica:
             start = len(req.shared)
             if full > start:
                 new = req.prefix[start:full]
-                added = self.cache.insert_pinned(new, start)
+                added = self.cache.insert_pinned(new, start, req.idx)
                 # only an unbroken run of newly inserted blocks moves from private KV into the cache
                 run = 0
                 for k in new:
