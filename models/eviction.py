@@ -24,6 +24,17 @@ depth ``d`` of request ``t``):
 * objective: ``max sum_k w_{d(k)} x_k`` with ``w_d = 1`` (``hit_blocks``) or ``w_d`` = the ms of
   prefilling one block at depth ``d`` (``saved_prefill_ms``, ``saved_ms_per_depth``).
 
+* capacity covers (valid inequalities, separated at the root by ``solvers/eviction_milp.py`` and passed to
+  ``build_highs`` as ``cuts``): take a step ``t`` and requests ``j_1..j_m`` with intervals covering ``t``, and
+  a depth ``d_q`` for each. If ``j_q`` hits to depth ``d_q`` then, by the prefix rule, it holds at step ``t``
+  at least ``u_q = #{d <= d_q : (h_{j_q}[d], ., j_q) covers t}`` blocks; so when ``sum_q u_q > C_t`` they cannot
+  all hit: ``sum_q x_{(h_{j_q}[d_q], ., j_q)} <= m - 1``. These are the cover inequalities of the
+  precedence-constrained knapsack (Boyd, "Polyhedral results for the precedence-constrained knapsack
+  problem", Discrete Applied Mathematics 41, 1993) that one capacity row forms with the prefix chains. They
+  cut off the LP's typical fractional point: with ``w_d`` growing in depth, keeping a long shared chain
+  "a fraction of the time" (every block at the same value ``v``) is worth ``v sum w`` in the LP, more than
+  any integral use of the same room, which must keep the chain's first blocks.
+
 Facts used by tests and docs: with ``w = 1`` and no prefix rows the constraint matrix is an interval
 (consecutive-ones) matrix, so the LP is integral and equals Belady's optimum; Belady's plan satisfies
 the prefix rows too (it is ancestor-closed), so the MILP with ``w = 1`` equals
@@ -252,9 +263,10 @@ def plan_from_x(prog: IntervalProgram, x, instance, method: str = "milp"):
 
 
 # ----------------------------------------------------------------------------- highspy build (trace scale)
-def build_highs(prog: IntervalProgram, *, relax: bool = False, fix_from=None):
+def build_highs(prog: IntervalProgram, *, relax: bool = False, fix_from=None, cuts=()):
     """The program as a ``highspy.Highs`` (minimising ``-sum w x``); ``fix_from``: fractional interval values
-    whose 0/1 entries are fixed (only the fractional intervals stay free)."""
+    whose 0/1 entries are fixed (only the fractional intervals stay free); ``cuts``: capacity covers (lists of
+    interval columns ``S`` with ``sum_{k in S} x_k <= |S| - 1``, ``solvers/eviction_milp.capacity_covers``)."""
     import highspy
     import numpy as np
 
@@ -284,7 +296,13 @@ def build_highs(prog: IntervalProgram, *, relax: bool = False, fix_from=None):
                 value.append(v)
         lo.append(l if math.isfinite(l) else -inf)
         hi.append(u if math.isfinite(u) else inf)
-    h.addRows(len(prog.rows), np.array(lo), np.array(hi), len(index), np.array(starts, dtype=np.int32),
+    for cut in cuts:
+        starts.append(len(index))
+        index.extend(cut)
+        value.extend([1.0] * len(cut))
+        lo.append(-inf)
+        hi.append(float(len(cut) - 1))
+    h.addRows(len(prog.rows) + len(cuts), np.array(lo), np.array(hi), len(index), np.array(starts, dtype=np.int32),
               np.array(index, dtype=np.int32), np.array(value, dtype=float))
     return h
 

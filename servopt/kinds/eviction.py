@@ -22,6 +22,7 @@ KIND = "eviction"
 EXAMPLE = "example_eviction.json"
 FORMULATIONS = ("auto", "belady", "milp", "lp")
 MILP_MAX_INTERVALS = 30_000  # auto: above this many keep intervals, LP bound + LP-rounded plan only
+COVER_SHARE = 0.25  # at most this share of the time limit goes to separating capacity covers at the root
 DEFAULT_POLICIES = "lru,lru_sglang,lfu,fifo,gdsf,tlru,rlt,belady_tree"  # servopt compare's default list
 
 
@@ -99,7 +100,7 @@ def solve(instance, *, time_limit_s: float, options: dict | None = None) -> dict
         return _result(instance, belady, method="belady", status="optimal", objective=b_value, bound=b_value,
                        seconds=time.perf_counter() - t0, solver="belady-bypass (exact)", weights=weights)
     from servopt.models.eviction import hits_from_x, plan_from_x
-    from servopt.solvers.eviction_milp import fill_plan, round_lp, solve_direct
+    from servopt.solvers.eviction_milp import fill_plan, round_lp, solve_direct, strengthen_lp
 
     if options.get("export"):
         from servopt.models.eviction import build
@@ -112,12 +113,30 @@ def solve(instance, *, time_limit_s: float, options: dict | None = None) -> dict
     lp_res, prog, lp_x = solve_direct(instance, caps=caps, weights=weights, time_limit_s=left, relax=True)
     lp_bound = -lp_res.objective if lp_res.status == "optimal" else None
     plan, value, how = belady, b_value, "belady"
+    restricted = prog.K > MILP_MAX_INTERVALS and formulation != "milp"
+    cuts, cover_rounds, cut_seconds = [], 0, 0.0
     if lp_x is not None:
         xr = fill_plan(prog, round_lp(prog, lp_x, caps, instance), caps, instance, lp_x)
         r_value = _value(hits_from_x(prog, xr), weights)
         if r_value > value + 1e-9:
             plan, value, how = plan_from_x(prog, xr, instance, "lp-rounding"), r_value, "lp-rounding"
-    extra = {"intervals": prog.K, "lp_bound": lp_bound, "lp_seconds": round(lp_res.wall_seconds, 4), "incumbent_from": how}
+    if (lp_bound is not None and formulation != "lp" and not restricted and weights is not None
+            and value < lp_bound - _tolerance(lp_bound, rel_gap)):
+        # 1b. capacity covers (models/eviction.py) at the root: a tighter bound, and rows for the MILP.
+        # A quarter of the limit at most; they stop by themselves when a round no longer helps.
+        t_cut = time.perf_counter()
+        budget = min(COVER_SHARE * time_limit_s, time_limit_s - (t_cut - t0) - 1.0)
+        if budget > 0.2:
+            c_bound, c_x, cuts, _, cover_rounds = strengthen_lp(prog, instance, caps, time_limit_s=budget)
+            if c_bound is not None and c_bound < lp_bound:
+                lp_bound = c_bound
+                xr = fill_plan(prog, round_lp(prog, c_x, caps, instance), caps, instance, c_x)
+                r_value = _value(hits_from_x(prog, xr), weights)
+                if r_value > value + 1e-9:
+                    plan, value, how = plan_from_x(prog, xr, instance, "lp-rounding"), r_value, "lp-rounding (covers)"
+        cut_seconds = time.perf_counter() - t_cut
+    extra = {"intervals": prog.K, "lp_bound": lp_bound, "lp_seconds": round(lp_res.wall_seconds, 4), "incumbent_from": how,
+             "cover_cuts": len(cuts), "cover_rounds": cover_rounds, "cover_seconds": round(cut_seconds, 4)}
     bound = lp_bound
     status = "feasible"
     if bound is not None and weights is None:
@@ -131,11 +150,10 @@ def solve(instance, *, time_limit_s: float, options: dict | None = None) -> dict
         # restricted to the intervals the LP left fractional (the rest fixed at the LP's 0/1), whose plans
         # are feasible but whose bound is not a bound of the whole program; the bound stays the LP's.
         left = time_limit_s - (time.perf_counter() - t0)
-        restricted = prog.K > MILP_MAX_INTERVALS and formulation != "milp"
         if left > 1.0 and (lp_x is not None or not restricted):
             res, prog, x = solve_direct(instance, caps=caps, weights=weights, time_limit_s=max(0.5, left - 1.0),
                                         rel_gap=rel_gap, warm_hits=plan.hits, prog=prog,
-                                        fix_from=lp_x if restricted else None)
+                                        fix_from=lp_x if restricted else None, cuts=cuts)
             extra.update({"milp_status": res.status, "nodes": res.nodes, "milp_restricted": restricted})
             if x is not None:
                 m_value = _value(hits_from_x(prog, x), weights)
