@@ -139,9 +139,16 @@ class IntervalProgram:
     rows: list  # list of (coefficient dict {col: coef}, lo, hi)
     col_upper: list
     steps: int
+    col_lower: list | None = None  # None: all 0; else per column (presolve's fixings and free slacks)
 
 
-def interval_program(instance, caps: Sequence[int], weights: Sequence[float] | None) -> IntervalProgram:
+def interval_program(instance, caps: Sequence[int], weights: Sequence[float] | None, *,
+                     presolve: bool = True) -> IntervalProgram:
+    """The keep-interval program (module docstring). ``presolve`` applies two reductions that change
+    neither the optimum nor the LP bound: a step whose covering intervals all fit (at most ``C_t`` of
+    them) gets a free slack (its capacity row is implied), and a request's leading intervals (depths
+    ``0..m-1``) that cover only such steps are fixed at 1 (keeping them never costs room, and their
+    parents are kept too, so some optimum keeps them)."""
     from servopt.instances.eviction import next_uses, replica_indices
 
     hl = instance.hash_lists()
@@ -196,7 +203,39 @@ def interval_program(instance, caps: Sequence[int], weights: Sequence[float] | N
                 col_upper[k] = 0.0  # cannot happen with tree-consistent ids; kept for safety
             else:
                 rows.append(({k: 1.0, parent: -1.0}, -math.inf, 0.0))
-    return IntervalProgram(instance.n, K, w, starts, ends, hit_col, rows, col_upper, f_col - K)
+    col_lower = _presolve_lower(K, starts, ends, hit_col, flows, caps, col_upper) if presolve else None
+    return IntervalProgram(instance.n, K, w, starts, ends, hit_col, rows, col_upper, f_col - K, col_lower)
+
+
+def _presolve_lower(K, starts, ends, hit_col, flows, caps, col_upper) -> list:
+    """Column lower bounds after the reductions of ``interval_program``'s presolve."""
+    lower = [0.0] * K
+    pos_of, binding_before = {}, {}
+    f_col = K
+    for idx in flows:
+        cover = [0] * (len(idx) + 1)
+        local = {i: p for p, i in enumerate(idx)}
+        pos_of.update(local)
+        for k in range(K):
+            if starts[k] in local:
+                cover[local[starts[k]]] += 1
+                cover[local[ends[k][0]]] -= 1
+        run, prefix = 0, [0]
+        for p, i in enumerate(idx):
+            run += cover[p]
+            binding = run > caps[i]
+            prefix.append(prefix[-1] + binding)
+            lower.append(0.0 if binding else -math.inf)
+        for i in idx:
+            binding_before[i] = prefix
+        f_col += len(idx)
+    for (j, d), k in sorted(hit_col.items()):
+        if d and lower[hit_col[(j, d - 1)]] < 1.0:
+            continue  # only a leading run of depths: the parent must be fixed at 1 first
+        prefix = binding_before[j]
+        if prefix[pos_of[j]] - prefix[pos_of[starts[k]]] == 0 and col_upper[k] > 0:
+            lower[k] = 1.0
+    return lower
 
 
 def x_from_hits(prog: IntervalProgram, hits: Sequence[int]):
@@ -276,11 +315,12 @@ def build_highs(prog: IntervalProgram, *, relax: bool = False, fix_from=None, cu
     inf = highspy.kHighsInf
     cost = np.zeros(ncol)
     cost[:prog.K] = -np.asarray(prog.weights, dtype=float)  # HiGHS minimises: min -sum w x
-    lower = np.zeros(ncol)
+    lower = (np.zeros(ncol) if prog.col_lower is None else
+             np.array([v if math.isfinite(v) else -inf for v in prog.col_lower], dtype=float))
     upper = np.array([u if math.isfinite(u) else inf for u in prog.col_upper], dtype=float)
     if fix_from is not None:
         xf = np.asarray(fix_from[:prog.K], dtype=float)
-        lower[:prog.K] = np.where(xf > 1 - 1e-6, 1.0, 0.0)
+        lower[:prog.K] = np.where(xf > 1 - 1e-6, 1.0, lower[:prog.K])
         upper[:prog.K] = np.where(xf < 1e-6, 0.0, upper[:prog.K])
     h.addVars(ncol, lower, upper)
     h.changeColsCost(ncol, np.arange(ncol, dtype=np.int32), cost)
@@ -321,10 +361,17 @@ def build(instance, *, caps: Sequence[int] | None = None, weights: Sequence[floa
     m.K = pyo.RangeSet(0, prog.K - 1) if prog.K else pyo.Set(initialize=[])
     m.T = pyo.RangeSet(0, prog.steps - 1)
     m.x = pyo.Var(m.K, domain=pyo.UnitInterval if relax else pyo.Binary)
+    lower = prog.col_lower
     for k in m.K:
         if prog.col_upper[k] == 0.0:
             m.x[k].fix(0)
+        elif lower is not None and lower[k] == 1.0:
+            m.x[k].fix(1)
     m.f = pyo.Var(m.T, domain=pyo.NonNegativeReals)
+    if lower is not None:
+        for t in m.T:
+            if not math.isfinite(lower[prog.K + t]):
+                m.f[t].setlb(None)  # an implied capacity row (presolve)
     flow_rows = [r for r in prog.rows if r[1] == r[2]]
     prefix_rows = [r for r in prog.rows if r[1] != r[2]]
 

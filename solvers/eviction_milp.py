@@ -31,6 +31,8 @@ def solve_direct(instance, *, caps: Sequence[int], weights: Sequence[float] | No
     only the fractional ones stay free (a restricted MILP whose plans are feasible for the full one).
     ``prog``: a program already built for the same instance, capacities and weights. ``cuts``: capacity
     covers from ``strengthen_lp`` (valid for every integral plan, so the optimum is unchanged)."""
+    import numpy as np
+
     from servopt.solvers.highs import solve_highspy
 
     prog = prog if prog is not None else interval_program(instance, caps, weights)
@@ -38,6 +40,8 @@ def solve_direct(instance, *, caps: Sequence[int], weights: Sequence[float] | No
     warm = None
     if warm_hits is not None and not relax:
         warm = x_from_hits(prog, warm_hits)
+        if prog.col_lower is not None:  # presolve's fixings: keeping those intervals too stays feasible
+            warm[:prog.K] = np.maximum(warm[:prog.K], np.asarray(prog.col_lower[:prog.K]))
         complete_flows(prog, warm, caps, instance)
     res, values = solve_highspy(h, time_limit_s=time_limit_s, rel_gap=rel_gap, warm_start=warm, sense="min",
                                 node_limit=node_limit)
