@@ -117,11 +117,10 @@ class CoverSeparator:
             best = None
             for c, d0, e in base:
                 idx = e + need - 1
-                ks = self.chains[c][0]
-                if idx < len(ks):
+                if idx < len(full[c][0]):
                     v = float(full[c][0][idx])
                     if v > 1e-3 and (best is None or v > best[0]):
-                        best = (v, c, int(ks[idx]))
+                        best = (v, c, idx)
             # two chains upgraded together (a blocks and need - a): violated when their values sum above 1
             pair = None
             frac = sorted(((float(full[c][0][e]), c, e) for c, d0, e in base if e < len(full[c][0])
@@ -137,18 +136,34 @@ class CoverSeparator:
                     tot = v1[a - 1] + v2[need - a - 1]
                     m = int(np.argmax(tot))
                     if pair is None or tot[m] > pair[0]:
-                        pair = (float(tot[m]), (c1, int(self.chains[c1][0][e1 + a[m] - 1])),
-                                (c2, int(self.chains[c2][0][e2 + need - a[m] - 1])))
+                        pair = (float(tot[m]), (c1, e1 + int(a[m]) - 1), (c2, e2 + need - int(a[m]) - 1))
             if pair is not None and pair[0] - 1 > (best[0] if best else 0.0):
                 ups = [pair[1], pair[2]]
             elif best is not None:
                 ups = [(best[1], best[2])]
             else:
                 continue
+            # an upgrade reaches down its run of equal values for free (same violation, more blocks held),
+            # which lets the cover drop chains at 1 with the fewest blocks: a stronger inequality
+            first = {c: d0 for c, d0, _ in base}
+            items = []  # (blocks held at t, column, upgraded?)
+            for c, idx in ups:
+                xs = full[c][0]
+                v = xs[idx]
+                while idx + 1 < len(xs) and xs[idx + 1] >= v - 1e-9:
+                    idx += 1
+                items.append((idx - first[c] + 1, int(self.chains[c][0][idx]), True))
             upgraded = {c for c, _ in ups}
-            cols = [k for _, k in ups] + [int(self.chains[c][0][e - 1]) for c, d0, e in base
-                                          if e > d0 and c not in upgraded]
-            found.append((cols, sum(x[k] for k in cols) - (len(cols) - 1)))
+            items += [(e - d0, int(self.chains[c][0][e - 1]), False) for c, d0, e in base
+                      if e > d0 and c not in upgraded]
+            total = sum(u for u, _, _ in items)
+            kept = []
+            for u, k, up in sorted(items):
+                if not up and total - u > cap:
+                    total -= u
+                    continue
+                kept.append(k)
+            found.append((kept, sum(x[k] for k in kept) - (len(kept) - 1)))
         found = [f for f in found if f[1] > 1e-3]
         found.sort(key=lambda f: -f[1])
         return found[:max_cuts]
