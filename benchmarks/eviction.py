@@ -13,7 +13,10 @@ hits save (llama-3.1-8b on one H100, roofline cost model, models/eviction.saved_
 
 Part B, per trace x capacity, objective ``saved_prefill_ms``: the LP relaxation of the keep-interval
 program (an upper bound), the best plan found (Belady's, or the LP-rounded plan), and the interval's
-width. Part C: the MILP on 500-request slices (proven optimal or not within the time limit).
+width. Part C: the MILP on 500-request slices (proven optimal or not within the time limit; the root's
+capacity covers and bounds listed). Part D: TTFT in the serving simulator per KV memory size and policy,
+the optimum's replay (``--eviction optimum_replay``) included. ``--skip`` parts and ``--update`` to keep
+the skipped parts' rows of the existing results file.
 """
 from __future__ import annotations
 
@@ -87,21 +90,30 @@ def part_b(name, path, capacities, time_limit_s, rel_gap):
 
 
 def part_c(name, path, slices, capacity, time_limit_s):
+    """The MILP on 500-request slices; ``slices``: first requests, or (first request, capacity) pairs."""
     from servopt.kinds import eviction as kind
+    from servopt.models.eviction import interval_program
+    from servopt.solvers.highs import relative_gap
 
     rows = []
     n_lines = sum(1 for line in Path(path).read_text().splitlines() if line.strip())
-    for offset in slices:
+    for item in slices:
+        offset, cap = item if isinstance(item, tuple) else (item, capacity)
         if offset + 500 > n_lines:
             continue
-        inst = _load(path, capacity, "saved_prefill_ms", limit=500, offset=offset)
+        inst = _load(path, cap, "saved_prefill_ms", limit=500, offset=offset)
         res = kind.solve(inst, time_limit_s=time_limit_s, options={"rel_gap": 1e-4})
         bel = kind.solve(inst, time_limit_s=time_limit_s, options={"formulation": "belady"})
-        rows.append({"trace": name, "first_request": offset, "requests": inst.n, "capacity_blocks": capacity,
+        lp = kind.solve(inst, time_limit_s=time_limit_s, options={"formulation": "lp"})  # the plain LP's bound
+        rows.append({"trace": name, "first_request": offset, "requests": inst.n, "capacity_blocks": cap,
                      "status": res["status"], "objective_ms": res["objective"], "bound_ms": res["bound"], "gap": res["gap"],
+                     "lp_bound_ms": lp["bound"], "lp_gap": relative_gap(res["objective"], lp["bound"], "max"),
+                     "cover_bound_ms": res.get("lp_bound"), "cover_cuts": res.get("cover_cuts", 0),
+                     "intervals": res.get("intervals"), "nodes": res.get("nodes"),
                      "belady_ms": bel["objective"], "incumbent_from": res["incumbent_from"], "seconds": res["solve_seconds"]})
-        print(f"C {name} [{offset}, {offset + 500}) C={capacity}: {res['status']} {res['objective']:.1f} ms "
-              f"(bound {res['bound']:.1f}, Belady {bel['objective']:.1f}) in {res['solve_seconds']:.1f} s", flush=True)
+        print(f"C {name} [{offset}, {offset + 500}) C={cap}: {res['status']} {res['objective']:.1f} ms "
+              f"(bound {res['bound']:.1f}, LP {lp['bound']:.1f}, covers {res.get('lp_bound') or 0:.1f}, "
+              f"Belady {bel['objective']:.1f}) in {res['solve_seconds']:.1f} s", flush=True)
     return rows
 
 
@@ -117,39 +129,42 @@ def isolated_ttft_ms(inst, hits, cm) -> list[float]:
     return out
 
 
-def part_d(path: Path, rate: float, limit: int):
-    """TTFT: the serving simulator with each online policy (Poisson arrivals at ``rate``), and the
-    isolated prefill time of every request under each plan, the optimum's included."""
-    import numpy as np
+SIM_POLICIES = (None, "lru", "lru_sglang", "lfu", "fifo", "gdsf", "tlru", "rlt", "belady_tree", "optimum_replay")
 
+
+def part_d(path: Path, rate: float, limit: int, kv_tokens_list):
+    """TTFT in the serving simulator (one H100's timing, Poisson arrivals at ``rate``, sarathi scheduler),
+    per KV memory size and eviction policy, the optimum's replay (simulator/evict_optimum_replay.py)
+    included; hit ratio = hit blocks / prompt blocks (the base model's); beside it the base model's
+    optimum at the same number of prefix blocks, requests one at a time (no TTFT: not a simulation)."""
     from servopt.analysis.sim_metrics import summarize
     from servopt.costmodel.roofline import make_cost_model
     from servopt.instances import traces
-    from servopt.kinds import eviction as kind
     from servopt.simulator.engine import SimConfig, simulate
+    from servopt.solvers.eviction_belady import belady_hits
 
     cm = make_cost_model(LLM, GPU, 1)
-    kv_tokens = int(cm.kv_capacity_tokens(0.9))
-    C = kv_tokens // 512
+    reqs = list(traces.iter_trace(str(path), arrivals="poisson", rate=rate, seed=0, limit=limit))
+    lookups = sum(len(r.prefix_block_ids) for r in reqs)
     rows = []
-    for pol in (None,) + tuple(p for p in POLICIES if p != "belady_tree"):
-        config = SimConfig(kv_tokens=kv_tokens, eviction=pol, prefix_block_tokens=512, seed=0)
-        reqs = traces.iter_trace(str(path), arrivals="poisson", rate=rate, seed=0, limit=limit)
-        s = summarize(simulate(reqs, cm, config))
-        rows.append({"policy": pol or "no prefix cache", "where": "serving simulator", "rate_per_s": rate,
-                     "ttft_mean_s": s["ttft_s"]["mean"], "ttft_p50_s": s["ttft_s"]["p50"], "ttft_p90_s": s["ttft_s"]["p90"],
-                     "hit_ratio": (s.get("prefix_cache") or {}).get("hit_ratio", 0.0)})
-        print(f"D sim {rows[-1]['policy']}: TTFT mean {rows[-1]['ttft_mean_s']:.2f} s, p90 {rows[-1]['ttft_p90_s']:.2f} s, "
-              f"hit ratio {rows[-1]['hit_ratio']:.3f}", flush=True)
-    inst = _load(path, C, limit=limit)
-    plans = {"optimum (belady-bypass)": kind.solve(inst, time_limit_s=60)}
-    plans.update({p: kind.simulate(inst, policy=p) for p in POLICIES})
-    for name, res in plans.items():
-        t = np.array(isolated_ttft_ms(inst, [row["hit_blocks"] for row in res["requests"]], cm)) / 1000
-        rows.append({"policy": name, "where": f"isolated prefill, C = {C}", "rate_per_s": None, "ttft_mean_s": float(t.mean()),
-                     "ttft_p50_s": float(np.percentile(t, 50)), "ttft_p90_s": float(np.percentile(t, 90)),
-                     "hit_ratio": res["hit_ratio"]})
-        print(f"D isolated {name}: mean {t.mean():.3f} s, p90 {np.percentile(t, 90):.3f} s", flush=True)
+    for kv_tokens in kv_tokens_list:
+        C = kv_tokens // 512
+        opt = sum(belady_hits([list(r.prefix_block_ids[: r.prompt_tokens // 512]) for r in reqs], C))
+        rows.append({"kv_tokens": kv_tokens, "capacity_blocks": C, "policy": "optimum (base model, one at a time)",
+                     "where": "base model", "hit_ratio": opt / lookups, "ttft_mean_s": None, "ttft_p50_s": None,
+                     "ttft_p90_s": None, "rate_per_s": rate})
+        for pol in SIM_POLICIES:
+            config = SimConfig(kv_tokens=kv_tokens, eviction=pol, prefix_block_tokens=512, seed=0)
+            t0 = time.perf_counter()
+            res = simulate(reqs, cm, config)
+            s = summarize(res)
+            hits = int(sum(int(c) // 512 for c in res.columns["cached_tokens"]))
+            rows.append({"kv_tokens": kv_tokens, "capacity_blocks": C, "policy": pol or "no prefix cache",
+                         "where": "serving simulator", "hit_ratio": hits / lookups, "rate_per_s": rate,
+                         "ttft_mean_s": s["ttft_s"]["mean"], "ttft_p50_s": s["ttft_s"]["p50"], "ttft_p90_s": s["ttft_s"]["p90"],
+                         "evictions": (s.get("prefix_cache") or {}).get("evictions"), "seconds": time.perf_counter() - t0})
+            print(f"D kv={kv_tokens} {rows[-1]['policy']}: hit ratio {rows[-1]['hit_ratio']:.3f}, TTFT mean "
+                  f"{rows[-1]['ttft_mean_s']:.3f} s, p50 {rows[-1]['ttft_p50_s']:.3f} s, p90 {rows[-1]['ttft_p90_s']:.3f} s", flush=True)
     return rows
 
 
@@ -166,8 +181,12 @@ def main(argv=None) -> int:
     ap.add_argument("--milp-time-limit", type=float, default=60.0)
     ap.add_argument("--slices", default="0,1500,3000", help="first request of each 500-request MILP slice")
     ap.add_argument("--slice-capacity", type=int, default=500)
-    ap.add_argument("--rate", type=float, default=0.5, help="Poisson arrivals (req/s) for the TTFT runs")
-    ap.add_argument("--ttft-limit", type=int, default=1000, help="requests of the first trace in the TTFT runs")
+    ap.add_argument("--extra-slices", default="", help="more MILP slices, NAME:FIRST:CAPACITY[,...] (NAME a --trace)")
+    ap.add_argument("--update", action="store_true", help="keep the parts not run from the existing results file")
+    ap.add_argument("--rate", type=float, default=0.25, help="Poisson arrivals (req/s) for the TTFT runs")
+    ap.add_argument("--ttft-limit", type=int, default=2000, help="requests of the first trace in the TTFT runs")
+    ap.add_argument("--ttft-kv-tokens", default="460000,920000,2560000",
+                    help="KV memory sizes (tokens) of the TTFT runs: one H100 at 0.9 of its memory, twice, 5,000 blocks")
     ap.add_argument("--skip", default="", help="parts to skip, e.g. B,C")
     ap.add_argument("--out-prefix", default=str(Path(__file__).resolve().parent / "results" / "eviction"))
     args = ap.parse_args(argv)
@@ -192,15 +211,31 @@ def main(argv=None) -> int:
         if "B" not in skip:
             out["B"] += part_b(name, path, caps, args.lp_time_limit, args.b_rel_gap)
             _write(out, args.out_prefix)
+    if args.update and Path(args.out_prefix + ".json").exists():
+        old = json.loads(Path(args.out_prefix + ".json").read_text())
+        for part in ("A", "B", "C", "D"):
+            if part in skip:
+                out[part] = old.get(part, [])
+        for key in ("D_trace", "D_setup"):
+            if "D" in skip and key in old:
+                out[key] = old[key]
+        out["traces"] = {**old.get("traces", {}), **out["traces"]}
     slices = [int(s) for s in args.slices.split(",") if s]
+    extra: dict = {}
+    for item in args.extra_slices.split(","):
+        if item:
+            name, first, cap = item.split(":")
+            extra.setdefault(name, []).append((int(first), int(cap)))
     for name, path in traces.items():
         if "C" not in skip:
-            out["C"] += part_c(name, path, slices, args.slice_capacity, args.milp_time_limit)
+            out["C"] += part_c(name, path, slices + extra.get(name, []), args.slice_capacity, args.milp_time_limit)
             _write(out, args.out_prefix)
     if "D" not in skip:
         name, path = next(iter(traces.items()))
-        out["D"] = part_d(path, args.rate, args.ttft_limit)
+        out["D"] = part_d(path, args.rate, args.ttft_limit, [int(k) for k in args.ttft_kv_tokens.split(",")])
         out["D_trace"] = name
+        out["D_setup"] = {"requests": args.ttft_limit, "rate_per_s": args.rate, "arrivals": "poisson", "seed": 0,
+                          "scheduler": "sarathi", "llm": LLM, "gpu": GPU}
     _write(out, args.out_prefix)
     print(f"wrote {args.out_prefix}.json and .md")
     return 0
@@ -211,6 +246,10 @@ def _write(out: dict, prefix: str) -> None:
     prefix.parent.mkdir(parents=True, exist_ok=True)
     Path(str(prefix) + ".json").write_text(json.dumps(out, indent=1) + "\n")
     Path(str(prefix) + ".md").write_text(render_md(out))
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.2f} %"
 
 
 def render_md(out: dict) -> str:
@@ -235,19 +274,31 @@ def render_md(out: dict) -> str:
         lines.append("")
     if out["C"]:
         lines += ["## C. The MILP on 500-request slices (saved prefill ms)", "",
-                  "| trace | requests | C | status | best plan (ms) | bound (ms) | Belady's plan (ms) | seconds |",
-                  "|---|---|---:|---|---:|---:|---:|---:|"]
+                  "LP gap: best plan against the plain LP relaxation; covers: the bound after the root's capacity "
+                  "covers (how many kept); bound: the final (MILP) bound.", "",
+                  "| trace | requests | C | status | best plan (ms) | bound (ms) | gap | LP gap | after covers | covers | "
+                  "intervals | nodes | Belady's plan (ms) | seconds |",
+                  "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in out["C"]:
+            cov = r.get("cover_bound_ms")
             lines.append(f"| {r['trace']} | {r['first_request']}-{r['first_request'] + r['requests'] - 1} | "
                          f"{r['capacity_blocks']} | {r['status']} | {r['objective_ms']:,.1f} | {r['bound_ms']:,.1f} | "
+                         f"{_pct(r.get('gap'))} | {_pct(r.get('lp_gap'))} | {'-' if cov is None else f'{cov:,.1f}'} | "
+                         f"{r.get('cover_cuts', '-')} | {r.get('intervals') or '-'} | {'-' if r.get('nodes') is None else r['nodes']} | "
                          f"{r['belady_ms']:,.1f} | {r['seconds']:.1f} |")
         lines.append("")
     if out.get("D"):
-        lines += [f"## D. TTFT effect ({out.get('D_trace')}, first requests; llama-3.1-8b on one H100)", "",
-                  "| policy | where | hit ratio | TTFT mean (s) | p50 (s) | p90 (s) |", "|---|---|---:|---:|---:|---:|"]
+        st = out.get("D_setup") or {}
+        lines += [f"## D. TTFT effect in the serving simulator ({out.get('D_trace')}, first {st.get('requests')} requests, "
+                  f"Poisson {st.get('rate_per_s')} req/s; {out['llm']} on one {out['gpu']})", "",
+                  "Hit ratio: hit blocks / prompt blocks. The base-model row is the offline optimum with requests one "
+                  "at a time at the same number of prefix blocks (the reference the replay aims at; no TTFT).", "",
+                  "| KV tokens | C (blocks) | policy | hit ratio | TTFT mean (s) | p50 (s) | p90 (s) |",
+                  "|---:|---:|---|---:|---:|---:|---:|"]
         for r in out["D"]:
-            lines.append(f"| {r['policy']} | {r['where']} | {r['hit_ratio']:.3f} | {r['ttft_mean_s']:.3f} | "
-                         f"{r['ttft_p50_s']:.3f} | {r['ttft_p90_s']:.3f} |")
+            f = (lambda v: "-" if v is None else f"{v:.3f}")
+            lines.append(f"| {r.get('kv_tokens', 0):,} | {r.get('capacity_blocks', 0):,} | {r['policy']} | {r['hit_ratio']:.3f} | "
+                         f"{f(r['ttft_mean_s'])} | {f(r['ttft_p50_s'])} | {f(r['ttft_p90_s'])} |")
         lines.append("")
     return "\n".join(lines)
 
