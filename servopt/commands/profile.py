@@ -37,6 +37,8 @@ def add_arguments(p) -> None:
     p.add_argument("--gpu", default=None, help="catalog GPU the profile is for (default: recognised from the device name)")
     p.add_argument("--out", metavar="PROFILE.json", help="where to write the profile (default profile-<gpu>.json)")
     p.add_argument("--grid", default="full", help="shapes to time: full (default), quick, splitwise")
+    p.add_argument("--regimes", default=None, metavar="R[,R...]",
+                   help="time only these regimes of the grid: prefill, decode, mixed (default all)")
     p.add_argument("--layers", type=int, default=None,
                    help="decoder layers to build (default: all that fit; times are scaled to the full depth)")
     p.add_argument("--scaling-check", type=int, default=0, metavar="N",
@@ -75,6 +77,13 @@ def run(args) -> int:
         raise InputError("--attention", f"unknown attention {args.attention!r}; one of auto, "
                                         f"{', '.join(profiling.ATTENTION_IMPLS)}")
     grid = profiling.get_grid(args.grid)
+    if args.regimes:
+        wanted = {r.strip() for r in args.regimes.split(",") if r.strip()}
+        unknown = sorted(wanted - {"prefill", "decode", "mixed"})
+        if unknown or not wanted:
+            raise InputError("--regimes", f"expected prefill, decode or mixed, got {args.regimes!r}")
+        grid = profiling.ProfileGrid(f"{grid.name}[{','.join(sorted(wanted))}]",
+                                     tuple(s for s in grid.shapes if s.regime in wanted))
     if args.repeats < 5:
         raise InputError("--repeats", f"must be >= 5, got {args.repeats}")
     if args.warmup < 0:
