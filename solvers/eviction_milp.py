@@ -24,7 +24,8 @@ from servopt.models.eviction import (IntervalProgram, build_highs, complete_flow
 
 def solve_direct(instance, *, caps: Sequence[int], weights: Sequence[float] | None, time_limit_s: float,
                  rel_gap: float = 1e-6, relax: bool = False, warm_hits: Sequence[int] | None = None,
-                 node_limit: int | None = None, fix_from=None, prog: IntervalProgram | None = None, cuts=()):
+                 node_limit: int | None = None, fix_from=None, prog: IntervalProgram | None = None, cuts=(),
+                 highs_options: dict | None = None):
     """Build the program in highspy and solve it; returns (SolveResult, IntervalProgram, column values).
 
     ``fix_from``: fractional interval values (an LP solution); intervals at 0 or 1 there are fixed, so
@@ -44,7 +45,7 @@ def solve_direct(instance, *, caps: Sequence[int], weights: Sequence[float] | No
             warm[:prog.K] = np.maximum(warm[:prog.K], np.asarray(prog.col_lower[:prog.K]))
         complete_flows(prog, warm, caps, instance)
     res, values = solve_highspy(h, time_limit_s=time_limit_s, rel_gap=rel_gap, warm_start=warm, sense="min",
-                                node_limit=node_limit)
+                                node_limit=node_limit, options=highs_options)
     return res, prog, values
 
 

@@ -76,3 +76,27 @@ def test_presolve_keeps_the_lp_bound_and_the_optimum():
                                          warm_hits=[0] * len(paths))[0]
         assert round(-res.objective) == brute_force(paths, caps, WEIGHTS)
     assert fixed > 0
+
+
+def test_solve_tightens_the_bound_with_covers_when_the_milp_stops_open(monkeypatch):
+    from servopt.analysis.eviction_check import check_result
+    from servopt.kinds import eviction as kind
+
+    # a MILP that stops at its root, so that the covers step runs
+    monkeypatch.setattr(kind, "MILP_OPTIONS", {"mip_max_nodes": 0, "mip_heuristic_effort": 0.0})
+    rng = random.Random(21)
+    covered = 0
+    for _ in range(30):
+        paths = random_paths(rng, rng.randint(6, 9), 5, 2)
+        C = rng.randint(2, 4)
+        reqs = tuple(EvictionRequest(f"r{i}", float(i), tuple(p), 512 * len(p), 1, 0) for i, p in enumerate(paths))
+        inst = EvictionInstance(C, reqs, objective="saved_prefill_ms", llm="llama-3.1-8b", gpu="h100")
+        weights = model.weights_for(inst)
+        best = brute_force(paths, C, weights)
+        res = kind.solve(inst, time_limit_s=30)
+        assert res["objective"] <= best + 1e-6 <= res["bound"] + 2e-6, (paths, C)
+        assert check_result(inst, res) == []
+        if res["cover_cuts"]:
+            covered += 1
+            assert res["bound"] <= res["cover_bound"] + 1e-9
+    assert covered > 0

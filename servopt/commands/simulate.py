@@ -44,7 +44,7 @@ def register(subparsers) -> None:
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="extra scheduler option (repeatable)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="policy parameter (kv_schedule instances)")
     p.add_argument("--router-weights", metavar="W1,W2,...", help="weights for the weighted_rr router")
-    p.add_argument("--eviction", default=None, help="turn the prefix cache on with this eviction policy (lru, lfu, fifo, gdsf)")
+    p.add_argument("--eviction", default=None, help="turn the prefix cache on with this eviction policy (--list-policies; optimum_replay and belady_tree read the whole trace)")
     p.add_argument("--prefix-block-tokens", type=int, default=512, help="tokens per prefix hash id (Mooncake: 512)")
     p.add_argument("--pd", metavar="P:D", help="prefill/decode disaggregation: P prefill and D decode replicas")
     p.add_argument("--link-gb-per-s", type=float, default=25.0, help="KV transfer bandwidth per prefill replica (default 25 GB/s)")

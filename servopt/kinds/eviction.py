@@ -8,8 +8,10 @@ simulator/eviction_replay.py. Checker: analysis/eviction_check.py.
 
 Formulations for ``servopt solve --formulation``: ``auto`` (Belady for ``hit_blocks``; otherwise the
 LP relaxation as the bound, its rounded plan, then the MILP from the best plan while a gap remains,
-restricted to the LP's fractional intervals above ``MILP_MAX_INTERVALS``), ``belady`` (Belady's plan
-only), ``milp`` (as ``auto`` but never restricted), ``lp`` (bound and rounded plan, no MILP).
+restricted to the LP's fractional intervals above ``MILP_MAX_INTERVALS``; if the MILP stops with a gap,
+the last ``COVER_SHARE`` of the limit separates capacity covers for a tighter bound and a second
+rounding), ``belady`` (Belady's plan only), ``milp`` (as ``auto`` but never restricted), ``lp`` (bound
+and rounded plan, no MILP).
 """
 from __future__ import annotations
 
@@ -22,7 +24,11 @@ KIND = "eviction"
 EXAMPLE = "example_eviction.json"
 FORMULATIONS = ("auto", "belady", "milp", "lp")
 MILP_MAX_INTERVALS = 30_000  # auto: above this many keep intervals, LP bound + LP-rounded plan only
-COVER_SHARE = 0.25  # at most this share of the time limit goes to separating capacity covers at the root
+COVER_SHARE = 0.1  # the share of the time limit kept back from the MILP for capacity covers (used if it stops open)
+# HiGHS for the MILP: it starts from Belady's or the LP-rounded plan, so its sub-MIP heuristics mostly cost
+# time; with 0.01 instead of 0.05 the borderline 500-request slices were proven in 14-36 s instead of
+# 26-58 s (docs/eviction.md)
+MILP_OPTIONS: dict = {"mip_heuristic_effort": 0.01}
 DEFAULT_POLICIES = "lru,lru_sglang,lfu,fifo,gdsf,tlru,rlt,belady_tree"  # servopt compare's default list
 
 
@@ -114,33 +120,20 @@ def solve(instance, *, time_limit_s: float, options: dict | None = None) -> dict
     lp_bound = -lp_res.objective if lp_res.status == "optimal" else None
     plan, value, how = belady, b_value, "belady"
     restricted = prog.K > MILP_MAX_INTERVALS and formulation != "milp"
-    cuts, cover_rounds, cut_seconds = [], 0, 0.0
     if lp_x is not None:
         xr = fill_plan(prog, round_lp(prog, lp_x, caps, instance), caps, instance, lp_x)
         r_value = _value(hits_from_x(prog, xr), weights)
         if r_value > value + 1e-9:
             plan, value, how = plan_from_x(prog, xr, instance, "lp-rounding"), r_value, "lp-rounding"
-    if (lp_bound is not None and formulation != "lp" and not restricted and weights is not None
-            and value < lp_bound - _tolerance(lp_bound, rel_gap)):
-        # 1b. capacity covers (models/eviction.py) at the root: a tighter bound, and rows for the MILP.
-        # A quarter of the limit at most; they stop by themselves when a round no longer helps.
-        t_cut = time.perf_counter()
-        budget = min(COVER_SHARE * time_limit_s, time_limit_s - (t_cut - t0) - 1.0)
-        if budget > 0.2:
-            c_bound, c_x, cuts, _, cover_rounds = strengthen_lp(prog, instance, caps, time_limit_s=budget)
-            if c_bound is not None and c_bound < lp_bound:
-                lp_bound = c_bound
-                xr = fill_plan(prog, round_lp(prog, c_x, caps, instance), caps, instance, c_x)
-                r_value = _value(hits_from_x(prog, xr), weights)
-                if r_value > value + 1e-9:
-                    plan, value, how = plan_from_x(prog, xr, instance, "lp-rounding"), r_value, "lp-rounding (covers)"
-        cut_seconds = time.perf_counter() - t_cut
     extra = {"intervals": prog.K, "lp_bound": lp_bound, "lp_seconds": round(lp_res.wall_seconds, 4), "incumbent_from": how,
-             "cover_cuts": len(cuts), "cover_rounds": cover_rounds, "cover_seconds": round(cut_seconds, 4)}
+             "cover_bound": None, "cover_cuts": 0, "cover_seconds": 0.0}
     bound = lp_bound
     status = "feasible"
     if bound is not None and weights is None:
         bound = float(int(bound + 1e-6))  # hit blocks are integral: the bound rounds down
+    # the capacity covers (step 3) get what the MILP leaves of COVER_SHARE of the limit, if it leaves a gap
+    covers_apply = lp_bound is not None and formulation != "lp" and not restricted and weights is not None
+    reserve = COVER_SHARE * time_limit_s if covers_apply else 0.0
     if bound is not None and value >= bound - _tolerance(bound, rel_gap):
         status = "optimal"
     elif formulation != "lp":
@@ -149,11 +142,11 @@ def solve(instance, *, time_limit_s: float, options: dict | None = None) -> dict
         # 105,710 intervals, not through the root in 280 s on a shared 2-core machine): there the MILP is
         # restricted to the intervals the LP left fractional (the rest fixed at the LP's 0/1), whose plans
         # are feasible but whose bound is not a bound of the whole program; the bound stays the LP's.
-        left = time_limit_s - (time.perf_counter() - t0)
+        left = time_limit_s - (time.perf_counter() - t0) - reserve
         if left > 1.0 and (lp_x is not None or not restricted):
             res, prog, x = solve_direct(instance, caps=caps, weights=weights, time_limit_s=max(0.5, left - 1.0),
                                         rel_gap=rel_gap, warm_hits=plan.hits, prog=prog,
-                                        fix_from=lp_x if restricted else None, cuts=cuts)
+                                        fix_from=lp_x if restricted else None, highs_options=MILP_OPTIONS)
             extra.update({"milp_status": res.status, "nodes": res.nodes, "milp_restricted": restricted})
             if x is not None:
                 m_value = _value(hits_from_x(prog, x), weights)
@@ -169,6 +162,25 @@ def solve(instance, *, time_limit_s: float, options: dict | None = None) -> dict
                 status = "optimal"
             elif res.status == "time_limit":
                 status = "time_limit"
+        if status != "optimal" and covers_apply:
+            # 3. capacity covers (models/eviction.py) on the LP: a bound the MILP's own cuts did not reach on
+            # the slices where it stops, and a second rounding. Measured (docs/eviction.md): handed to the
+            # MILP as rows they slowed its nodes more than they helped, so they come last, for the bound.
+            t_cut = time.perf_counter()
+            budget = time_limit_s - (t_cut - t0) - 0.2
+            if budget > 0.2:
+                c_bound, c_x, cuts, _, rounds = strengthen_lp(prog, instance, caps, time_limit_s=budget)
+                extra.update({"cover_bound": c_bound, "cover_cuts": len(cuts), "cover_rounds": rounds})
+                if c_bound is not None:
+                    bound = c_bound if bound is None else min(bound, c_bound)
+                    xr = fill_plan(prog, round_lp(prog, c_x, caps, instance), caps, instance, c_x)
+                    r_value = _value(hits_from_x(prog, xr), weights)
+                    if r_value > value + 1e-9:
+                        plan, value = plan_from_x(prog, xr, instance, "lp-rounding"), r_value
+                        extra["incumbent_from"] = "lp-rounding (covers)"
+                    if value >= bound - _tolerance(bound, rel_gap):
+                        status = "optimal"
+            extra["cover_seconds"] = round(time.perf_counter() - t_cut, 4)
     objective = value if weights is not None else int(round(value))
     method = "lp-bound" if formulation == "lp" else "milp"
     return _result(instance, plan, method=method, status=status, objective=objective, bound=bound,
