@@ -236,12 +236,17 @@ def calibrate(profile: dict, *, name: str | None = None, base: Profile | None = 
     """Fit the cost-model parameters ``free`` to a profile's measurements (see the module docstring).
 
     ``decode_kv``: ``"measured"`` leaves decode attention's KV read at the fitted attention rate (what
-    the profiled kernel does); ``"stream"`` (default) fits that, then sets
+    the profiled kernel does); ``"fit"`` gives it a free rate of its own (``attention_decode_memory_eff``),
+    fitted to the decode and mixed points; ``"stream"`` fits as ``"measured"``, then sets
     ``attention_decode_memory_eff`` to the weight-streaming rate the same fit found
     (``linear_memory_eff``), every other parameter as fitted -- see :data:`DECODE_KV_DEFAULT`.
     """
-    if decode_kv not in ("measured", "stream"):
-        raise InputError("decode_kv", f"expected 'measured' or 'stream', got {decode_kv!r}")
+    if decode_kv not in ("measured", "stream", "fit"):
+        raise InputError("decode_kv", f"expected 'measured', 'stream' or 'fit', got {decode_kv!r}")
+    if decode_kv == "fit" and "attention_decode_memory_eff" not in free:
+        # the packed GQA decode kernel (servopt profile's default since profile runs record
+        # attention_impl "flash-packed-gqa") reads the KV cache at its own rate: fit it
+        free = tuple(free) + ("attention_decode_memory_eff",)
     points = measured_points(profile)
     gpu = points[0].gpu
     if base is None:

@@ -61,6 +61,19 @@ def test_fit_recovers_known_parameters_and_needs_the_per_layer_term():
     assert max(worse.row("all", r).calibrated_mape for r in C.REGIMES) > 0.01
 
 
+def test_decode_kv_fit_recovers_a_decode_rate_of_its_own():
+    """Measurements of a packed GQA decode kernel: decode's KV read at 0.9 of the bandwidth while prefill
+    attention stays at 0.7. decode_kv="fit" recovers both; "measured" (one shared rate) cannot."""
+    truth = TRUTH.with_parameters(attention_decode_memory_eff=0.9)
+    data = _synthetic_profile(truth)
+    fitted = C.calibrate(data, name="t", decode_kv="fit")
+    assert fitted.profile.attention_decode_memory_eff == pytest.approx(0.9, rel=5e-3)
+    assert fitted.profile.attention_memory_eff == pytest.approx(0.7, rel=5e-3)
+    assert fitted.profile.metadata["fit"]["held_out_mape"] < 1e-3
+    shared = C.calibrate(data, name="t", decode_kv="measured")
+    assert shared.profile.metadata["fit"]["held_out_mape"] > 10 * fitted.profile.metadata["fit"]["held_out_mape"]
+
+
 def test_split_is_stratified_seeded_and_disjoint():
     pts = C.measured_points(_synthetic_profile())
     train, test = C.split_points(pts, 0.25, seed=3)

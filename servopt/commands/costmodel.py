@@ -31,9 +31,10 @@ def register(subparsers) -> None:
     f.add_argument("--out", required=True, metavar="PROFILE.json", help="where to write the profile (measurements + fit)")
     f.add_argument("--name", help="profile name (default <gpu>-measured)")
     f.add_argument("--seed", type=int, default=0, help="seed of the held-out split (default 0)")
-    f.add_argument("--decode-kv", choices=("stream", "measured"), default="stream",
-                   help="decode attention's KV read: at the fitted weight-streaming rate (stream, default) or at "
-                        "the rate the profiled attention kernel reached (measured)")
+    f.add_argument("--decode-kv", choices=("stream", "measured", "fit"), default="stream",
+                   help="decode attention's KV read: at the fitted weight-streaming rate (stream, default), at "
+                        "the rate the profiled attention kernel reached for all attention (measured), or at a rate "
+                        "of its own fitted to the decode points (fit; for profiles of the packed GQA decode kernel)")
     f.set_defaults(func=run_fit)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
