@@ -6,11 +6,13 @@ integral plan from the LP's fractional values (a Belady-like sweep that keeps th
 within capacity, then a greedy fill of free room); with ``fix_from`` the MILP is restricted to the
 intervals the LP left fractional (plans feasible for the whole program, no bound for it).
 
-``strengthen_lp``: the LP with capacity covers (``models/eviction.py``; separated by ``capacity_covers``)
-added round after round; a tighter bound, and rows that ``solve_direct(cuts=...)`` hands to the MILP.
-Measured on 500-request Mooncake slices (benchmarks/results/eviction.md, part C): the LP's integrality
-gap is where a long shared prefix is kept fractionally along its whole chain; the covers remove most of
-the part a single capacity row can see.
+``strengthen_lp``: the LP with capacity covers (``models/eviction.py``; separated by
+``CoverSeparator``) added round after round: a tighter bound, and rows that ``solve_direct(cuts=...)``
+can hand to the MILP. Measured on 500-request Mooncake slices (benchmarks/results/eviction.md, part C):
+the LP's integrality gap is where a long shared prefix is kept fractionally along its whole chain; the
+covers remove the part a single capacity row can see (about half of it on the hardest slices). As
+MILP rows they slowed HiGHS's nodes more than they helped, so ``servopt solve`` uses them for the bound
+when the MILP stops open (``servopt/kinds/eviction.py``).
 """
 from __future__ import annotations
 

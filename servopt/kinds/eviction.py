@@ -8,9 +8,9 @@ simulator/eviction_replay.py. Checker: analysis/eviction_check.py.
 
 Formulations for ``servopt solve --formulation``: ``auto`` (Belady for ``hit_blocks``; otherwise the
 LP relaxation as the bound, its rounded plan, then the MILP from the best plan while a gap remains,
-restricted to the LP's fractional intervals above ``MILP_MAX_INTERVALS``; if the MILP stops with a gap,
-the last ``COVER_SHARE`` of the limit separates capacity covers for a tighter bound and a second
-rounding), ``belady`` (Belady's plan only), ``milp`` (as ``auto`` but never restricted), ``lp`` (bound
+restricted to the LP's fractional intervals above ``MILP_MAX_INTERVALS``; if the MILP stops with a gap
+and time is left, e.g. the share ``options["cover_share"]`` kept back for it, capacity covers tighten the
+bound and give a second rounding), ``belady`` (Belady's plan only), ``milp`` (as ``auto`` but never restricted), ``lp`` (bound
 and rounded plan, no MILP).
 """
 from __future__ import annotations
@@ -24,10 +24,13 @@ KIND = "eviction"
 EXAMPLE = "example_eviction.json"
 FORMULATIONS = ("auto", "belady", "milp", "lp")
 MILP_MAX_INTERVALS = 30_000  # auto: above this many keep intervals, LP bound + LP-rounded plan only
-COVER_SHARE = 0.1  # the share of the time limit kept back from the MILP for capacity covers (used if it stops open)
+# the share of the time limit kept back from the MILP for capacity covers, run if it stops open; 0 by
+# default (options["cover_share"] to change): kept back, 10 % of 60 s gave a bound no better than the
+# MILP's own on the slices where it stops open (docs/eviction.md), and the MILP needs all the time it gets
+COVER_SHARE = 0.0
 # HiGHS for the MILP: it starts from Belady's or the LP-rounded plan, so its sub-MIP heuristics mostly cost
-# time; with 0.01 instead of 0.05 the borderline 500-request slices were proven in 14-36 s instead of
-# 26-58 s (docs/eviction.md)
+# time; with 0.01 (and no covers as MILP rows) three borderline 500-request slices were proven in 14-36 s,
+# against 25-54 s with HiGHS's default 0.05 and the covers as rows (docs/eviction.md)
 MILP_OPTIONS: dict = {"mip_heuristic_effort": 0.01}
 DEFAULT_POLICIES = "lru,lru_sglang,lfu,fifo,gdsf,tlru,rlt,belady_tree"  # servopt compare's default list
 
@@ -133,7 +136,7 @@ def solve(instance, *, time_limit_s: float, options: dict | None = None) -> dict
         bound = float(int(bound + 1e-6))  # hit blocks are integral: the bound rounds down
     # the capacity covers (step 3) get what the MILP leaves of COVER_SHARE of the limit, if it leaves a gap
     covers_apply = lp_bound is not None and formulation != "lp" and not restricted and weights is not None
-    reserve = COVER_SHARE * time_limit_s if covers_apply else 0.0
+    reserve = float(options.get("cover_share", COVER_SHARE)) * time_limit_s if covers_apply else 0.0
     if bound is not None and value >= bound - _tolerance(bound, rel_gap):
         status = "optimal"
     elif formulation != "lp":
