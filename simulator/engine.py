@@ -43,7 +43,7 @@ class SimConfig:
     router: str = "round_robin"
     router_options: dict = field(default_factory=dict)
     block_size: int = 16
-    eviction: str | None = None  # prefix cache on when set (lru, lfu, fifo, gdsf)
+    eviction: str | None = None  # prefix cache on when set: a simulator/evict_*.py policy
     eviction_options: dict = field(default_factory=dict)  # the eviction policy's make(**options)
     prefix_block_tokens: int = 512  # tokens per prefix hash id (Mooncake traces: 512)
     kv_bytes_per_token: float = 0.0  # per replica, for swap and P/D transfer times
