@@ -151,7 +151,9 @@ def solve(instance, *, time_limit_s: float, options: dict | None = None) -> dict
         if left > 1.0 and (lp_x is not None or not restricted):
             res, prog, x = solve_direct(instance, caps=caps, weights=weights, time_limit_s=max(0.5, left - 1.0),
                                         rel_gap=rel_gap, warm_hits=plan.hits, prog=prog,
-                                        fix_from=lp_x if restricted else None, highs_options=MILP_OPTIONS)
+                                        fix_from=lp_x if restricted else None,
+                                        # restricted, the MILP is a primal heuristic: HiGHS's own ones stay on
+                                        highs_options=None if restricted else MILP_OPTIONS)
             extra.update({"milp_status": res.status, "nodes": res.nodes, "milp_restricted": restricted})
             if x is not None:
                 m_value = _value(hits_from_x(prog, x), weights)
