@@ -181,11 +181,11 @@ def solve_auto(instance: KVScheduleInstance, *, time_limit_s: float, improve_sec
     bounds are valid, so their maximum is). Beyond: the online policies with the combinatorial bounds."""
     if instance.n <= AUTO_BNB_MAX_REQUESTS:
         t0 = time.perf_counter()
-        _, _, policy_cost = best_policy_schedule(instance)
-        mip_share = 1.0 - AUTO_BNB_SHARE
-        mip_fits = mip_unaffordable(instance, "time-indexed", mip_share * time_limit_s, policy_cost) is None
+        warm = best_policy_schedule(instance)
+        mip_fits = mip_unaffordable(instance, "time-indexed", (1.0 - AUTO_BNB_SHARE) * time_limit_s, warm[2]) is None
         res = _solve_branch_and_bound(instance, time_limit_s=(AUTO_BNB_SHARE if mip_fits else 1.0) * time_limit_s,
-                                      warm_start_policies=("mc-sf", "fcfs"), improve_seconds=improve_seconds)
+                                      warm_start_policies=("mc-sf", "fcfs"), improve_seconds=improve_seconds,
+                                      warm=warm)
         res.method = "auto:branch-and-bound"
         left = time_limit_s - (time.perf_counter() - t0)
         if res.status == "optimal" or not mip_fits or res.schedule is None or left < 1.0:
@@ -385,14 +385,15 @@ def solve_optimum(instance: KVScheduleInstance, *, time_limit_s: float, rel_gap:
 
 def _solve_branch_and_bound(instance: KVScheduleInstance, *, time_limit_s: float, warm_start_policies,
                             lp_policy: str | None = None, improve_seconds: float = 0.0,
-                            options: dict | None = None) -> OptimumResult:
-    """The exact search of solvers/kv_schedule_bnb.py from the best online-policy schedule, as an OptimumResult."""
+                            options: dict | None = None, warm: tuple | None = None) -> OptimumResult:
+    """The exact search of solvers/kv_schedule_bnb.py from the best online-policy schedule, as an OptimumResult.
+    ``warm``: that schedule as ``best_policy_schedule`` returns it, when the caller has it already."""
     from servopt.solvers.kv_schedule_bnb import branch_and_bound
 
     t0 = time.perf_counter()
     warm_info, incumbent, source = {}, None, "none"
     if warm_start_policies:
-        name, sched, cost = best_policy_schedule(instance, warm_start_policies)
+        name, sched, cost = warm or best_policy_schedule(instance, warm_start_policies)
         incumbent, source = sched, f"policy:{name}"
         warm_info = {"policy": name, "objective": cost, "accepted": True, "used_as_cutoff": True}
     left = max(0.0, time_limit_s - (time.perf_counter() - t0))
