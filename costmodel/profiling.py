@@ -613,13 +613,18 @@ def check_attention(torch, impl: str, device, dtype, heads=8, kv_heads=2, head_d
 ATTENTION_IMPLS = ("flash-packed-gqa", "flash", "sdpa-repeat-kv")
 
 
+def require_attention_name(name: str) -> None:
+    """InputError unless ``name`` is ``auto`` or one of ``ATTENTION_IMPLS`` (checked before any GPU work)."""
+    if name not in ("auto",) + ATTENTION_IMPLS:
+        raise InputError("--attention", f"unknown attention {name!r}; one of auto, {', '.join(ATTENTION_IMPLS)}")
+
+
 def choose_attention(torch, device, dtype, prefer: str = "auto") -> tuple[str, float]:
     """The first of ``ATTENTION_IMPLS`` (from ``prefer`` on) that runs and matches the definition.
 
     FlashAttention with GQA decode packed comes first; ``prefer="flash"`` reproduces profiles taken
     before packing (their decode read the KV cache once per query head)."""
-    if prefer not in ("auto",) + ATTENTION_IMPLS:
-        raise InputError("--attention", f"unknown attention {prefer!r}; one of auto, {', '.join(ATTENTION_IMPLS)}")
+    require_attention_name(prefer)
     order = ATTENTION_IMPLS if prefer == "auto" else ATTENTION_IMPLS[ATTENTION_IMPLS.index(prefer):]
     if device.type == "cuda":
         for impl in order[:-1]:

@@ -73,9 +73,7 @@ def run(args) -> int:
     if not llms:
         raise InputError("--llm", "expected at least one LLM name")
     tps = _csv_ints(args.tp, "--tp")
-    if args.attention not in ("auto",) + profiling.ATTENTION_IMPLS:
-        raise InputError("--attention", f"unknown attention {args.attention!r}; one of auto, "
-                                        f"{', '.join(profiling.ATTENTION_IMPLS)}")
+    profiling.require_attention_name(args.attention)
     grid = profiling.get_grid(args.grid)
     if args.regimes:
         wanted = {r.strip() for r in args.regimes.split(",") if r.strip()}
