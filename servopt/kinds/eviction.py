@@ -15,6 +15,7 @@ and rounded plan, no MILP).
 """
 from __future__ import annotations
 
+import math
 import time
 
 from servopt import jsonio
@@ -22,7 +23,7 @@ from servopt.errors import InputError
 
 KIND = "eviction"
 EXAMPLE = "example_eviction.json"
-FORMULATIONS = ("auto", "belady", "milp", "lp")
+FORMULATIONS = ("auto", "branch-and-bound", "belady", "milp", "lp")
 MILP_MAX_INTERVALS = 30_000  # auto: above this many keep intervals, LP bound + LP-rounded plan only
 # the share of the time limit kept back from the MILP for capacity covers, run if it stops open; 0 by
 # default (options["cover_share"] to change): kept back, 10 % of 60 s gave a bound no better than the
@@ -101,6 +102,12 @@ def solve(instance, *, time_limit_s: float, options: dict | None = None) -> dict
         raise InputError("--solver", "eviction solves with Belady's rule or HiGHS")
     t0 = time.perf_counter()
     caps, weights = _costs(instance)
+    if formulation == "branch-and-bound":
+        from servopt.solvers.eviction_bnb import non_decreasing
+
+        if not non_decreasing(weights):
+            raise InputError("--formulation", "branch-and-bound needs savings that do not decrease with depth; "
+                                              "use milp")
     belady = solve_instance(instance, caps)
     b_value = _value(belady.hits, weights)
     if formulation == "belady" or (formulation == "auto" and weights is None):
@@ -133,7 +140,7 @@ def solve(instance, *, time_limit_s: float, options: dict | None = None) -> dict
     extra = {"intervals": prog.K, "lp_bound": lp_bound, "lp_seconds": round(lp_res.wall_seconds, 4), "incumbent_from": how,
              "cover_bound": None, "cover_cuts": 0, "cover_seconds": 0.0}
     bound = lp_bound
-    status = "feasible"
+    status, method = "feasible", "milp"
     if bound is not None and weights is None:
         bound = float(int(bound + 1e-6))  # hit blocks are integral: the bound rounds down
     # the capacity covers (step 3) get what the MILP leaves of COVER_SHARE of the limit, if it leaves a gap
@@ -142,34 +149,68 @@ def solve(instance, *, time_limit_s: float, options: dict | None = None) -> dict
     if bound is not None and value >= bound - _tolerance(bound, rel_gap):
         status = "optimal"
     elif formulation != "lp":
-        # 2. the MILP from the best plan so far, with what is left of the time limit. Above
-        # MILP_MAX_INTERVALS its root alone outruns any sensible limit (the full conversation trace:
-        # 105,710 intervals, not through the root in 280 s on a shared 2-core machine): there the MILP is
-        # restricted to the intervals the LP left fractional (the rest fixed at the LP's 0/1), whose plans
-        # are feasible but whose bound is not a bound of the whole program; the bound stays the LP's.
-        left = time_limit_s - (time.perf_counter() - t0) - reserve
-        if left > 1.0 and (lp_x is not None or not restricted):
-            res, prog, x = solve_direct(instance, caps=caps, weights=weights, time_limit_s=max(0.5, left - 1.0),
-                                        rel_gap=rel_gap, warm_hits=plan.hits, prog=prog,
-                                        fix_from=lp_x if restricted else None,
-                                        # restricted, the MILP is a primal heuristic: HiGHS's own ones stay on
-                                        highs_options=None if restricted else MILP_OPTIONS)
-            extra.update({"milp_status": res.status, "nodes": res.nodes, "milp_restricted": restricted})
-            if x is not None:
-                m_value = _value(hits_from_x(prog, x), weights)
-                if m_value > value + 1e-9:
-                    plan, value, how = plan_from_x(prog, x, instance, "milp"), m_value, "milp"
-                    extra["incumbent_from"] = how + (" (restricted)" if restricted else "")
-            if res.bound is not None and not restricted:
-                mb = -res.bound
-                if weights is None:
-                    mb = float(int(mb + 1e-6))
-                bound = mb if bound is None else min(bound, mb)
-            if (res.status == "optimal" and not restricted) or (bound is not None and value >= bound - _tolerance(bound, rel_gap)):
-                status = "optimal"
-            elif res.status == "time_limit":
-                status = "time_limit"
-        if status != "optimal" and covers_apply:
+        # 2. the exact search over runs of identical keep intervals (solvers/eviction_bnb.py), from the
+        # best plan so far with what is left of the time limit. Measured on the 500-request slices of
+        # benchmarks/eviction.py (part C): it proves every slice HiGHS proves, in 0.1-7 s instead of
+        # 0.3-28 s, and the three HiGHS leaves open after 60 s in 7-19 s (docs/eviction.md).
+        searched = False
+        if formulation == "branch-and-bound" or (formulation == "auto" and not restricted):
+            from servopt.solvers import eviction_bnb
+            from servopt.models.eviction import x_from_hits
+
+            if eviction_bnb.non_decreasing(weights):
+                left = time_limit_s - (time.perf_counter() - t0)
+                found = eviction_bnb.search(prog, instance, caps, time_limit_s=max(0.1, left - 0.2),
+                                            rel_gap=rel_gap, incumbent_hits=plan.hits,
+                                            node_limit=options.get("node_limit"))
+                searched = found.status != "lp_error"
+                if searched:
+                    method = "branch-and-bound"
+                extra.update({"search_status": found.status, "nodes": found.nodes, "runs": found.runs,
+                              "search_seconds": round(found.seconds, 4)})
+                if found.notes:
+                    extra["search_notes"] = found.notes
+                f_value = _value(found.hits, weights)
+                if f_value > value + 1e-9:
+                    plan = plan_from_x(prog, x_from_hits(prog, found.hits), instance, "branch-and-bound")
+                    value, how = f_value, "branch-and-bound"
+                    extra["incumbent_from"] = how
+                if math.isfinite(found.bound):
+                    s_bound = float(int(found.bound + 1e-6)) if weights is None else found.bound
+                    bound = s_bound if bound is None else min(bound, s_bound)
+                if found.proven or (bound is not None and value >= bound - _tolerance(bound, rel_gap)):
+                    status = "optimal"
+                elif found.status in ("time_limit", "node_limit"):
+                    status = "time_limit"
+        if not searched:
+            # 2. the MILP from the best plan so far, with what is left of the time limit. Above
+            # MILP_MAX_INTERVALS its root alone outruns any sensible limit (the full conversation trace:
+            # 105,710 intervals, not through the root in 280 s on a shared 2-core machine): there the MILP is
+            # restricted to the intervals the LP left fractional (the rest fixed at the LP's 0/1), whose plans
+            # are feasible but whose bound is not a bound of the whole program; the bound stays the LP's.
+            left = time_limit_s - (time.perf_counter() - t0) - reserve
+            if left > 1.0 and (lp_x is not None or not restricted):
+                res, prog, x = solve_direct(instance, caps=caps, weights=weights, time_limit_s=max(0.5, left - 1.0),
+                                            rel_gap=rel_gap, warm_hits=plan.hits, prog=prog,
+                                            fix_from=lp_x if restricted else None,
+                                            # restricted, the MILP is a primal heuristic: HiGHS's own ones stay on
+                                            highs_options=None if restricted else MILP_OPTIONS)
+                extra.update({"milp_status": res.status, "nodes": res.nodes, "milp_restricted": restricted})
+                if x is not None:
+                    m_value = _value(hits_from_x(prog, x), weights)
+                    if m_value > value + 1e-9:
+                        plan, value, how = plan_from_x(prog, x, instance, "milp"), m_value, "milp"
+                        extra["incumbent_from"] = how + (" (restricted)" if restricted else "")
+                if res.bound is not None and not restricted:
+                    mb = -res.bound
+                    if weights is None:
+                        mb = float(int(mb + 1e-6))
+                    bound = mb if bound is None else min(bound, mb)
+                if (res.status == "optimal" and not restricted) or (bound is not None and value >= bound - _tolerance(bound, rel_gap)):
+                    status = "optimal"
+                elif res.status == "time_limit":
+                    status = "time_limit"
+        if status != "optimal" and covers_apply and not searched:
             # 3. capacity covers (models/eviction.py) on the LP: a bound the MILP's own cuts did not reach on
             # the slices where it stops, and a second rounding. Measured (docs/eviction.md): handed to the
             # MILP as rows they slowed its nodes more than they helped, so they come last, for the bound.
@@ -189,7 +230,8 @@ def solve(instance, *, time_limit_s: float, options: dict | None = None) -> dict
                         status = "optimal"
             extra["cover_seconds"] = round(time.perf_counter() - t_cut, 4)
     objective = value if weights is not None else int(round(value))
-    method = "lp-bound" if formulation == "lp" else "milp"
+    if formulation == "lp":
+        method = "lp-bound"
     return _result(instance, plan, method=method, status=status, objective=objective, bound=bound,
                    seconds=time.perf_counter() - t0, solver="highs", weights=weights, extra=extra)
 
