@@ -13,8 +13,9 @@ hits save (llama-3.1-8b on one H100, roofline cost model, models/eviction.saved_
 
 Part B, per trace x capacity, objective ``saved_prefill_ms``: the LP relaxation of the keep-interval
 program (an upper bound), the best plan found (Belady's, or the LP-rounded plan), and the interval's
-width. Part C: the MILP on 500-request slices (proven optimal or not within the time limit; the root's
-capacity covers and bounds listed). Part D: TTFT in the serving simulator per KV memory size and policy,
+width. Part C: the exact optimum on 500-request slices, the run branch-and-bound (the default solve)
+beside HiGHS on the MILP. Part E (``--sweep``): every 500-request slice of a trace at several capacities,
+the default solve alone. Part D: TTFT in the serving simulator per KV memory size and policy,
 the optimum's replay (``--eviction optimum_replay``) included. ``--skip`` parts and ``--update`` to keep
 the skipped parts' rows of the existing results file.
 """
@@ -81,18 +82,21 @@ def part_b(name, path, capacities, time_limit_s, rel_gap):
         res = kind.solve(inst, time_limit_s=time_limit_s, options={"rel_gap": rel_gap})
         best_policy = max(kind.simulate(inst, policy=p)["objective"] for p in POLICIES if p != "belady_tree")
         width = (res["bound"] - res["objective"]) / res["objective"] if res["bound"] else None
-        rows.append({"trace": name, "capacity_blocks": C, "status": res["status"], "best_plan_ms": res["objective"], "best_plan_from": res["incumbent_from"],
-                     "lp_bound_ms": res["bound"], "interval_width": width, "best_online_policy_ms": best_policy,
-                     "intervals": res["intervals"], "lp_seconds": res["lp_seconds"], "seconds": time.perf_counter() - t0})
-        print(f"B {name} C={C}: plan {res['objective']:.0f} ({res['incumbent_from']}), LP bound {res['bound']:.0f}, "
+        rows.append({"trace": name, "capacity_blocks": C, "status": res["status"], "method": res["method"],
+                     "best_plan_ms": res["objective"], "best_plan_from": res["incumbent_from"],
+                     "bound_ms": res["bound"], "lp_bound_ms": res.get("lp_bound"), "interval_width": width,
+                     "best_online_policy_ms": best_policy, "intervals": res["intervals"], "runs": res.get("runs"),
+                     "nodes": res.get("nodes"), "lp_seconds": res["lp_seconds"], "seconds": time.perf_counter() - t0})
+        print(f"B {name} C={C}: plan {res['objective']:.0f} ({res['incumbent_from']}), bound {res['bound']:.0f}, "
               f"width {100 * width:.2f} %, best online policy {best_policy:.0f}, {rows[-1]['seconds']:.1f} s", flush=True)
     return rows
 
 
-def part_c(name, path, slices, capacity, time_limit_s):
-    """The MILP on 500-request slices; ``slices``: first requests, or (first request, capacity) pairs."""
+def part_c(name, path, slices, capacity, time_limit_s, milp_too: bool = True):
+    """The exact optimum on 500-request slices: the default solve (the run branch-and-bound,
+    solvers/eviction_bnb.py) and, beside it, HiGHS on the keep-interval MILP (``--formulation milp``,
+    capacity covers when it stops open); ``slices``: first requests, or (first request, capacity) pairs."""
     from servopt.kinds import eviction as kind
-    from servopt.models.eviction import interval_program
     from servopt.solvers.highs import relative_gap
 
     rows = []
@@ -105,15 +109,32 @@ def part_c(name, path, slices, capacity, time_limit_s):
         res = kind.solve(inst, time_limit_s=time_limit_s, options={"rel_gap": 1e-4})
         bel = kind.solve(inst, time_limit_s=time_limit_s, options={"formulation": "belady"})
         lp = kind.solve(inst, time_limit_s=time_limit_s, options={"formulation": "lp"})  # the plain LP's bound
-        rows.append({"trace": name, "first_request": offset, "requests": inst.n, "capacity_blocks": cap,
-                     "status": res["status"], "objective_ms": res["objective"], "bound_ms": res["bound"], "gap": res["gap"],
-                     "lp_bound_ms": lp["bound"], "lp_gap": relative_gap(res["objective"], lp["bound"], "max"),
-                     "cover_bound_ms": res.get("cover_bound"), "cover_cuts": res.get("cover_cuts", 0),
-                     "intervals": res.get("intervals"), "nodes": res.get("nodes"),
-                     "belady_ms": bel["objective"], "incumbent_from": res["incumbent_from"], "seconds": res["solve_seconds"]})
+        row = {"trace": name, "first_request": offset, "requests": inst.n, "capacity_blocks": cap,
+               "status": res["status"], "method": res["method"], "objective_ms": res["objective"], "bound_ms": res["bound"],
+               "gap": res["gap"], "lp_bound_ms": lp["bound"], "lp_gap": relative_gap(res["objective"], lp["bound"], "max"),
+               "intervals": res.get("intervals"), "runs": res.get("runs"), "nodes": res.get("nodes"),
+               "belady_ms": bel["objective"], "incumbent_from": res["incumbent_from"], "seconds": res["solve_seconds"]}
+        if milp_too:
+            milp = kind.solve(inst, time_limit_s=time_limit_s, options={"rel_gap": 1e-4, "formulation": "milp"})
+            row.update({"milp_status": milp["status"], "milp_objective_ms": milp["objective"], "milp_bound_ms": milp["bound"],
+                        "milp_gap": milp["gap"], "milp_nodes": milp.get("nodes"), "milp_seconds": milp["solve_seconds"],
+                        "cover_bound_ms": milp.get("cover_bound"), "cover_cuts": milp.get("cover_cuts", 0)})
+        rows.append(row)
         print(f"C {name} [{offset}, {offset + 500}) C={cap}: {res['status']} {res['objective']:.1f} ms "
-              f"(bound {res['bound']:.1f}, LP {lp['bound']:.1f}, covers {res.get('cover_bound') or 0:.1f}, "
-              f"Belady {bel['objective']:.1f}) in {res['solve_seconds']:.1f} s", flush=True)
+              f"(bound {res['bound']:.1f}, {res.get('nodes')} nodes, {res['solve_seconds']:.1f} s)"
+              + (f"; HiGHS MILP {row['milp_status']} gap {_pct(row['milp_gap'])} in {row['milp_seconds']:.1f} s" if milp_too else ""),
+              flush=True)
+    return rows
+
+
+def part_e(name, path, step: int, capacities, time_limit_s):
+    """Every 500-request slice starting at a multiple of ``step``, at each capacity: the default solve
+    only (how often it proves the optimum within the limit, and how long it takes)."""
+    n_lines = sum(1 for line in Path(path).read_text().splitlines() if line.strip())
+    slices = [(first, cap) for cap in capacities for first in range(0, n_lines - 499, step)]
+    rows = part_c(name, path, slices, None, time_limit_s, milp_too=False)
+    for r in rows:
+        r["sweep_step"] = step
     return rows
 
 
@@ -182,6 +203,8 @@ def main(argv=None) -> int:
     ap.add_argument("--slices", default="0,1500,3000", help="first request of each 500-request MILP slice")
     ap.add_argument("--slice-capacity", type=int, default=500)
     ap.add_argument("--extra-slices", default="", help="more MILP slices, NAME:FIRST:CAPACITY[,...] (NAME a --trace)")
+    ap.add_argument("--sweep", default="", metavar="NAME:STEP:C[+C...]",
+                    help="part E: every 500-request slice of trace NAME starting at a multiple of STEP, at capacities C (comma-separated list of such)")
     ap.add_argument("--update", action="store_true", help="keep the parts not run from the existing results file")
     ap.add_argument("--rate", type=float, default=0.25, help="Poisson arrivals (req/s) for the TTFT runs")
     ap.add_argument("--ttft-limit", type=int, default=2000, help="requests of the first trace in the TTFT runs")
@@ -202,7 +225,7 @@ def main(argv=None) -> int:
     skip = set(args.skip.upper().split(",")) - {""}
     weights_cache: dict = {}
     out = {"llm": LLM, "gpu": GPU, "traces": {n: {"file": p.name, "sha256": _sha(p)} for n, p in traces.items()},
-           "capacities": caps, "policies": list(POLICIES), "A": [], "B": [], "C": [], "D": []}
+           "capacities": caps, "policies": list(POLICIES), "A": [], "B": [], "C": [], "D": [], "E": []}
     for name, path in traces.items():
         if "A" not in skip:
             out["A"] += part_a(name, path, caps, weights_cache)
@@ -213,7 +236,7 @@ def main(argv=None) -> int:
             _write(out, args.out_prefix)
     if args.update and Path(args.out_prefix + ".json").exists():
         old = json.loads(Path(args.out_prefix + ".json").read_text())
-        for part in ("A", "B", "C", "D"):
+        for part in ("A", "B", "C", "D", "E"):
             if part in skip:
                 out[part] = old.get(part, [])
         for key in ("D_trace", "D_setup"):
@@ -229,6 +252,11 @@ def main(argv=None) -> int:
     for name, path in traces.items():
         if "C" not in skip:
             out["C"] += part_c(name, path, slices + extra.get(name, []), args.slice_capacity, args.milp_time_limit)
+            _write(out, args.out_prefix)
+    for item in args.sweep.split(","):
+        if item and "E" not in skip:
+            name, step, caps_e = item.split(":")
+            out["E"] += part_e(name, traces[name], int(step), [int(c) for c in caps_e.split("+")], args.milp_time_limit)
             _write(out, args.out_prefix)
     if "D" not in skip:
         name, path = next(iter(traces.items()))
@@ -264,28 +292,54 @@ def render_md(out: dict) -> str:
                          f"{r['hit_ratio']:.3f} | {100 * r['share_of_optimum']:.1f} % | {r['saved_prefill_ms']:,.0f} |")
         lines.append("")
     if out["B"]:
-        lines += ["## B. Saved prefill ms: [best plan, LP bound] at trace scale", "",
-                  "| trace | C | best plan (ms) | from | LP bound (ms) | width | best online policy (ms) | intervals | LP s | total s |",
-                  "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+        lines += ["## B. Saved prefill ms: [best plan, bound] at trace scale", "",
+                  "Bound: the smaller of the LP relaxation's and the search's (or the restricted MILP's plan under the "
+                  "LP bound, in results written before the search). Width: (bound - plan) / plan.", "",
+                  "| trace | C | method | best plan (ms) | from | bound (ms) | width | LP bound (ms) | best online policy (ms) | "
+                  "intervals | runs | nodes | LP s | total s |",
+                  "|---|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in out["B"]:
-            lines.append(f"| {r['trace']} | {r['capacity_blocks']:,} | {r['best_plan_ms']:,.0f} | {r['best_plan_from']} | "
-                         f"{r['lp_bound_ms']:,.0f} | {100 * r['interval_width']:.2f} % | {r['best_online_policy_ms']:,.0f} | "
-                         f"{r['intervals']:,} | {r['lp_seconds']:.1f} | {r['seconds']:.1f} |")
+            bound = r.get("bound_ms", r.get("lp_bound_ms"))
+            lp_bound = r.get("lp_bound_ms")
+            lines.append(f"| {r['trace']} | {r['capacity_blocks']:,} | {r.get('method', 'milp')} | {r['best_plan_ms']:,.0f} | "
+                         f"{r['best_plan_from']} | {bound:,.0f} | {100 * r['interval_width']:.2f} % | "
+                         f"{'-' if lp_bound is None else f'{lp_bound:,.0f}'} | {r['best_online_policy_ms']:,.0f} | "
+                         f"{r['intervals']:,} | {r.get('runs') or '-'} | {'-' if r.get('nodes') is None else r['nodes']} | "
+                         f"{r['lp_seconds']:.1f} | {r['seconds']:.1f} |")
         lines.append("")
     if out["C"]:
-        lines += ["## C. The MILP on 500-request slices (saved prefill ms)", "",
-                  "LP gap: best plan against the plain LP relaxation; after covers: the LP bound with the capacity "
-                  "covers, separated only when the MILP stops open (how many); bound: the final bound.", "",
-                  "| trace | requests | C | status | best plan (ms) | bound (ms) | gap | LP gap | after covers | covers | "
-                  "intervals | nodes | Belady's plan (ms) | seconds |",
-                  "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += ["## C. The exact optimum on 500-request slices (saved prefill ms)", "",
+                  "Default solve: the run branch-and-bound (solvers/eviction_bnb.py). Beside it, HiGHS on the "
+                  "keep-interval MILP with the same limit and relative gap 1e-4. LP gap: best plan against the plain "
+                  "LP relaxation (the search's root).", "",
+                  "| trace | requests | C | status | best plan (ms) | bound (ms) | gap | LP gap | intervals | runs | nodes | "
+                  "seconds | HiGHS MILP | its gap | its seconds | Belady's plan (ms) |",
+                  "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
         for r in out["C"]:
-            cov = r.get("cover_bound_ms")
             lines.append(f"| {r['trace']} | {r['first_request']}-{r['first_request'] + r['requests'] - 1} | "
                          f"{r['capacity_blocks']} | {r['status']} | {r['objective_ms']:,.1f} | {r['bound_ms']:,.1f} | "
-                         f"{_pct(r.get('gap'))} | {_pct(r.get('lp_gap'))} | {'-' if cov is None else f'{cov:,.1f}'} | "
-                         f"{r.get('cover_cuts', '-')} | {r.get('intervals') or '-'} | {'-' if r.get('nodes') is None else r['nodes']} | "
-                         f"{r['belady_ms']:,.1f} | {r['seconds']:.1f} |")
+                         f"{_pct(r.get('gap'))} | {_pct(r.get('lp_gap'))} | {r.get('intervals') or '-'} | {r.get('runs') or '-'} | "
+                         f"{'-' if r.get('nodes') is None else r['nodes']} | {r['seconds']:.1f} | {r.get('milp_status', '-')} | "
+                         f"{_pct(r.get('milp_gap'))} | {r.get('milp_seconds', float('nan')):.1f} | {r['belady_ms']:,.1f} |")
+        lines.append("")
+    if out.get("E"):
+        lines += ["## E. Every 500-request slice: how often the default solve proves the optimum", "",
+                  "| trace | C | slices | proven | largest gap | median s | 90th pct s | max s | max nodes |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        groups: dict = {}
+        for r in out["E"]:
+            groups.setdefault((r["trace"], r["capacity_blocks"]), []).append(r)
+        for (trace, cap), rs in groups.items():
+            secs = sorted(r["seconds"] for r in rs)
+            lines.append(f"| {trace} | {cap} | {len(rs)} | {sum(r['status'] == 'optimal' for r in rs)} | "
+                         f"{_pct(max((r.get('gap') or 0.0) for r in rs))} | {secs[len(secs) // 2]:.1f} | "
+                         f"{secs[min(len(secs) - 1, int(0.9 * len(secs)))]:.1f} | {secs[-1]:.1f} | "
+                         f"{max((r.get('nodes') or 0) for r in rs):,} |")
+        open_rows = [r for r in out["E"] if r["status"] != "optimal"]
+        if open_rows:
+            lines += ["", "Not proven within the limit: " + "; ".join(
+                f"{r['trace']} {r['first_request']}-{r['first_request'] + r['requests'] - 1} at C = {r['capacity_blocks']} "
+                f"(gap {_pct(r.get('gap'))})" for r in open_rows)]
         lines.append("")
     if out.get("D"):
         st = out.get("D_setup") or {}

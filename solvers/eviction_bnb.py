@@ -92,46 +92,53 @@ def non_decreasing(weights: Sequence[float] | None) -> bool:
 
 
 def runs_of(prog, instance, caps: Sequence[int]):
-    """The runs of ``prog`` and the per-step capacity (global step order, caches one after another);
-    ``first[t]``: step ``t`` opens its cache (its flow row has no predecessor)."""
+    """The runs of ``prog``, and the capacity per *segment*: the steps between two consecutive steps where
+    some run starts or ends (caches one after another). Inside a segment every run's usage is constant,
+    so one capacity row, the segment's smallest ``C_t``, stands for all its steps (fewer LP rows). Runs'
+    ``start_step``/``end_step`` are segment indices; ``first[s]``: segment ``s`` opens its cache."""
     import numpy as np
 
     from servopt.instances.eviction import replica_indices
 
-    step_of, first = {}, []
-    for idx in replica_indices(instance):
-        for p, i in enumerate(idx):
-            step_of[i] = len(first)
-            first.append(p == 0)
-    capacity = np.zeros(len(first))
-    for i, t in step_of.items():
-        capacity[t] = caps[i]
     by_request: dict = {}
     for (j, d), k in prog.hit_col.items():
         by_request.setdefault(j, []).append((d, k))
     weights = np.asarray(prog.weights, dtype=float)
     lower = (np.zeros(prog.K) if prog.col_lower is None else np.asarray(prog.col_lower[:prog.K], dtype=float))
     upper = np.asarray(prog.col_upper[:prog.K], dtype=float)
-    runs: list[Run] = []
+    spans = []  # (request, first depth, interval columns, start request)
     for j in sorted(by_request):
         cols = [k for _, k in sorted(by_request[j])]
-        a, prev = 0, None
+        a = 0
         for d in range(1, len(cols) + 1):
-            if d < len(cols) and prog.interval_start[cols[d]] == prog.interval_start[cols[a]]:
-                continue
-            seg = cols[a:d]
-            values = tuple(float(v) for v in np.concatenate([[0.0], np.cumsum(weights[seg])]))
-            # presolve fixes a leading run of depths at 1; an upper bound of 0 ends the chain
-            lo = int(np.count_nonzero(lower[seg] >= 1))
-            hi = next((m for m, k in enumerate(seg) if upper[k] <= 0), len(seg))
-            runs.append(Run(j, a, len(seg), step_of[prog.interval_start[seg[0]]], step_of[j], values,
-                            min(lo, hi), hi, prev, None))
-            prev = len(runs) - 1
-            a = d
+            if d == len(cols) or prog.interval_start[cols[d]] != prog.interval_start[cols[a]]:
+                spans.append((j, a, cols[a:d], prog.interval_start[cols[a]]))
+                a = d
+    events = {i for _, _, _, i in spans} | {j for j, _, _, _ in spans}
+    segment_of, capacity, first = {}, [], []
+    for idx in replica_indices(instance):
+        for p, i in enumerate(idx):
+            if p == 0 or i in events:
+                capacity.append(float(caps[i]))
+                first.append(p == 0)
+            else:
+                capacity[-1] = min(capacity[-1], float(caps[i]))
+            segment_of[i] = len(capacity) - 1
+    runs: list[Run] = []
+    prev = None
+    for n, (j, a, seg, i) in enumerate(spans):
+        if a == 0:
+            prev = None
+        values = tuple(float(v) for v in np.concatenate([[0.0], np.cumsum(weights[seg])]))
+        # presolve fixes a leading run of depths at 1; an upper bound of 0 ends the chain
+        lo = int(np.count_nonzero(lower[seg] >= 1))
+        hi = next((m for m, k in enumerate(seg) if upper[k] <= 0), len(seg))
+        runs.append(Run(j, a, len(seg), segment_of[i], segment_of[j], values, min(lo, hi), hi, prev, None))
+        prev = len(runs) - 1
     for g, run in enumerate(runs):
         if run.prev is not None:
             runs[run.prev] = _with_next(runs[run.prev], g)
-    return runs, capacity, first
+    return runs, np.array(capacity), first
 
 
 def _with_next(run: Run, g: int) -> Run:
@@ -173,6 +180,7 @@ class _NodeLP:
         self.lo = np.full(G, -1, dtype=np.int64)  # the box the LP holds now (-1: not set yet)
         self.hi = np.full(G, -1, dtype=np.int64)
         self.fixed_use = np.zeros(T)  # per flow row: the change of sum_g lo_g it carries
+        self.fixed_value = 0.0  # sum_g V_g(lo_g)
 
     def set_box(self, lo, hi) -> None:
         import numpy as np
@@ -182,6 +190,7 @@ class _NodeLP:
         for g in np.nonzero((lo != self.lo) | (hi != self.hi))[0]:
             run = runs[g]
             old_lo = max(0, int(self.lo[g]))
+            self.fixed_value += run.values[lo[g]] - run.values[old_lo]
             self.fixed_use[run.start_step] += lo[g] - old_lo
             self.fixed_use[run.end_step] -= lo[g] - old_lo
             touched.update((run.start_step, run.end_step))
@@ -199,20 +208,23 @@ class _NodeLP:
             rhs = float(self.base_rhs[t] - self.fixed_use[t])
             h.changeRowBounds(int(t), rhs, rhs)
 
-    def solve(self):
-        """(LP value, y) of the box set last; (None, None) if the box is infeasible. Raises RuntimeError
-        when HiGHS ends otherwise twice (the second time from a cleared basis)."""
+    def solve(self, seconds_left: float = math.inf):
+        """(LP value, y) of the box set last; (None, None) if the box is infeasible. Raises TimeoutError
+        past ``seconds_left``, RuntimeError when HiGHS ends otherwise twice (the second time from a
+        cleared basis)."""
         import highspy
         import numpy as np
 
         MS = highspy.HighsModelStatus
+        self.h.setOptionValue("time_limit", float(max(0.01, seconds_left)) if math.isfinite(seconds_left) else highspy.kHighsInf)
         for attempt in range(2):
             self.h.run()
             status = self.h.getModelStatus()
+            if status == MS.kTimeLimit:
+                raise TimeoutError("node LP reached the time limit")
             if status == MS.kOptimal:
                 y = np.clip(np.array(self.h.getSolution().col_value)[:self.G], 0.0, 1.0)
-                fixed = sum(run.values[self.lo[g]] for g, run in enumerate(self.runs))
-                return -self.h.getInfo().objective_function_value + fixed, y
+                return -self.h.getInfo().objective_function_value + self.fixed_value, y
             if status == MS.kInfeasible:
                 return None, None
             self.h.clearSolver()
@@ -311,6 +323,9 @@ def search(prog, instance, caps: Sequence[int], *, time_limit_s: float, rel_gap:
     lp = _NodeLP(runs, capacity, first)
     root_lo = np.array([r.lo for r in runs], dtype=np.int64)
     root_hi = np.array([r.hi for r in runs], dtype=np.int64)
+    for g in range(len(runs)):  # the presolve's fixings, spread along the chains
+        if not _propagate(runs, root_lo, root_hi, g):
+            raise ValueError("the presolve's fixings contradict the prefix rule")
 
     def tol(v: float) -> float:
         return max(1e-9, rel_gap * max(1.0, abs(v)))
@@ -338,9 +353,13 @@ def search(prog, instance, caps: Sequence[int], *, time_limit_s: float, rel_gap:
         lo[changed], hi[changed] = c_lo, c_hi
         lp.set_box(lo, hi)
         try:
-            value, y = lp.solve()
-        except RuntimeError as exc:
+            value, y = lp.solve(time_limit_s - (time.perf_counter() - t0))
+        except TimeoutError:
             heapq.heappush(heap, item)  # its bound still counts
+            status = "time_limit"
+            break
+        except RuntimeError as exc:
+            heapq.heappush(heap, item)
             status = "lp_error"
             notes.append(str(exc))
             break

@@ -109,6 +109,20 @@ def test_node_limit_stops_with_a_valid_bound():
     assert stopped > 0
 
 
+def test_a_node_lp_cut_short_by_the_time_limit_keeps_its_node_open(monkeypatch):
+    paths, caps = next(_cases(1, seed=7))
+    inst = _instance(paths, max(caps) or 1)
+    prog = model.interval_program(inst, caps, WEIGHTS)
+
+    def timed_out(self, seconds_left=None):
+        raise TimeoutError("node LP reached the time limit")
+
+    monkeypatch.setattr(eviction_bnb._NodeLP, "solve", timed_out)
+    found = eviction_bnb.search(prog, inst, caps, time_limit_s=600)
+    assert found.status == "time_limit" and not found.proven and found.nodes == 0
+    assert found.bound == float("inf")  # the root was never bounded: no claim
+
+
 def test_savings_that_fall_with_depth_are_refused_and_auto_falls_back_to_the_milp():
     paths = [[1, 2, 3], [1, 2, 4], [1, 2, 3]]
     inst = _instance(paths, 2)
@@ -143,7 +157,7 @@ def test_kind_solves_with_the_search_and_agrees_with_the_milp():
 def test_kind_falls_back_to_the_milp_when_a_node_lp_fails(monkeypatch):
     inst = _weighted_instance()
 
-    def broken(self):
+    def broken(self, seconds_left=None):
         raise RuntimeError("node LP ended Unknown")
 
     monkeypatch.setattr(eviction_bnb._NodeLP, "solve", broken)

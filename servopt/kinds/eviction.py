@@ -7,11 +7,14 @@ relaxation as the bound, solved by solvers/eviction_milp.py. Online policies: si
 simulator/eviction_replay.py. Checker: analysis/eviction_check.py.
 
 Formulations for ``servopt solve --formulation``: ``auto`` (Belady for ``hit_blocks``; otherwise the
-LP relaxation as the bound, its rounded plan, then the MILP from the best plan while a gap remains,
-restricted to the LP's fractional intervals above ``MILP_MAX_INTERVALS``; if the MILP stops with a gap
-and time is left, e.g. the share ``options["cover_share"]`` kept back for it, capacity covers tighten the
-bound and give a second rounding), ``belady`` (Belady's plan only), ``milp`` (as ``auto`` but never restricted), ``lp`` (bound
-and rounded plan, no MILP).
+LP relaxation as the bound, its rounded plan, then the exact branch-and-bound over runs of identical keep
+intervals (solvers/eviction_bnb.py) from the best plan while a gap remains; if the savings fall with
+depth or a node LP of the search fails, the MILP in HiGHS instead, restricted to the LP's fractional
+intervals above ``MILP_MAX_INTERVALS``; if the MILP stops with a gap and time is left, e.g. the share
+``options["cover_share"]`` kept back for it, capacity covers tighten the bound and give a second
+rounding), ``branch-and-bound`` (the search; an error if the savings fall with depth), ``belady``
+(Belady's plan only), ``milp`` (the MILP in HiGHS, never restricted), ``lp`` (bound and rounded plan,
+no search).
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from servopt.errors import InputError
 KIND = "eviction"
 EXAMPLE = "example_eviction.json"
 FORMULATIONS = ("auto", "branch-and-bound", "belady", "milp", "lp")
-MILP_MAX_INTERVALS = 30_000  # auto: above this many keep intervals, LP bound + LP-rounded plan only
+MILP_MAX_INTERVALS = 30_000  # auto's MILP fallback: above this many keep intervals, restricted to the LP's fractional ones
 # the share of the time limit kept back from the MILP for capacity covers, run if it stops open; 0 by
 # default (options["cover_share"] to change): kept back, 10 % of 60 s gave a bound no better than the
 # MILP's own on the slices where it stops open (docs/eviction.md), and the MILP needs all the time it gets
@@ -154,7 +157,7 @@ def solve(instance, *, time_limit_s: float, options: dict | None = None) -> dict
         # benchmarks/eviction.py (part C): it proves every slice HiGHS proves, in 0.1-7 s instead of
         # 0.3-28 s, and the three HiGHS leaves open after 60 s in 7-19 s (docs/eviction.md).
         searched = False
-        if formulation == "branch-and-bound" or (formulation == "auto" and not restricted):
+        if formulation in ("auto", "branch-and-bound"):
             from servopt.solvers import eviction_bnb
             from servopt.models.eviction import x_from_hits
 
