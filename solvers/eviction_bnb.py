@@ -216,7 +216,9 @@ class _NodeLP:
         import numpy as np
 
         MS = highspy.HighsModelStatus
-        self.h.setOptionValue("time_limit", float(max(0.01, seconds_left)) if math.isfinite(seconds_left) else highspy.kHighsInf)
+        # HiGHS's time limit counts its run time summed over every run of this object
+        self.h.setOptionValue("time_limit", self.h.getRunTime() + max(0.01, seconds_left)
+                              if math.isfinite(seconds_left) else highspy.kHighsInf)
         for attempt in range(2):
             self.h.run()
             status = self.h.getModelStatus()

@@ -129,6 +129,22 @@ def test_a_node_lp_cut_short_by_the_time_limit_keeps_its_node_open(monkeypatch):
     assert found.bound == float("inf")  # the root was never bounded: no claim
 
 
+def test_node_lp_time_limit_counts_from_now_not_from_the_first_lp():
+    # HiGHS sums its run time over every run of one object: a limit of "seconds left" must be added to it
+    import numpy as np
+
+    for inst, caps, prog in _two_cache_cases(1, 9, (40, 60), 10, [10.0 + 2.5 * d for d in range(10)], fanout=2):
+        runs, capacity, first = eviction_bnb.runs_of(prog, inst, caps)
+        lp = eviction_bnb._NodeLP(runs, capacity, first)
+        lp.set_box(np.array([r.lo for r in runs]), np.array([r.hi for r in runs]))
+        while lp.h.getRunTime() < 1.5:  # about a millisecond per run from a cleared basis
+            lp.h.clearSolver()
+            lp.h.run()
+        lp.h.clearSolver()
+        value, y = lp.solve(seconds_left=1.0)  # must not raise TimeoutError
+        assert value is not None and len(y) == len(runs)
+
+
 def test_savings_that_fall_with_depth_are_refused_and_auto_falls_back_to_the_milp():
     paths = [[1, 2, 3], [1, 2, 4], [1, 2, 3]]
     inst = _instance(paths, 2)
