@@ -79,7 +79,7 @@ def test_saved_prefill_ms_and_pinned_capacity(tmp_path, run_cli):
     data["pin_running"] = True
     out.write_text(json.dumps(data))
     res = _json(run_cli, "solve", out, "--time-limit", "120", "--rel-gap", "0", "--out", tmp_path / "r.json")
-    assert res["method"] == "milp" and res["status"] == "optimal"
+    assert res["method"] in ("lp-bound", "branch-and-bound") and res["status"] == "optimal"
     assert res["objective"] == pytest.approx(res["saved_prefill_ms"])
     code, msg, _ = run_cli("check", out, tmp_path / "r.json")
     assert code == 0, msg

@@ -150,7 +150,7 @@ def solve(instance, *, time_limit_s: float, options: dict | None = None) -> dict
     covers_apply = lp_bound is not None and formulation != "lp" and not restricted and weights is not None
     reserve = float(options.get("cover_share", COVER_SHARE)) * time_limit_s if covers_apply else 0.0
     if bound is not None and value >= bound - _tolerance(bound, rel_gap):
-        status = "optimal"
+        status, method = "optimal", "lp-bound"  # the LP's bound proves Belady's or the rounded plan
     elif formulation != "lp":
         # 2. the exact search over runs of identical keep intervals (solvers/eviction_bnb.py), from the
         # best plan so far with what is left of the time limit. Measured on 500-request slices
