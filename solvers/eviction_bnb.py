@@ -62,8 +62,8 @@ class Run:
     request: int
     first_depth: int
     length: int
-    start_step: int  # global step of the interval's start (the flow row that adds it)
-    end_step: int  # global step of the request (the flow row that removes it)
+    start_step: int  # segment of the intervals' start request (the flow row that adds the run)
+    end_step: int  # segment of the request (the flow row that removes it)
     values: tuple  # V(u) for u = 0..length
     lo: int  # root box (presolve's fixings)
     hi: int
