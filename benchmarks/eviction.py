@@ -45,7 +45,7 @@ def _load(path: Path, capacity: int, objective: str = "hit_blocks", limit=None, 
 
 def part_a(name, path, capacities, weights_cache):
     from servopt.kinds import eviction as kind
-    from servopt.models.eviction import saved_ms_per_depth
+    from servopt.models.eviction import plan_value, saved_ms_per_depth
 
     rows = []
     for C in capacities:
@@ -57,13 +57,13 @@ def part_a(name, path, capacities, weights_cache):
                                                      max(len(r.hash_ids) for r in inst.requests))
         w = weights_cache[name]
         opt = kind.solve(inst, time_limit_s=60)
-        opt_ms = sum(sum(w[:row["hit_blocks"]]) for row in opt["requests"])
+        opt_ms = plan_value([row["hit_blocks"] for row in opt["requests"]], w)
         rows.append({"trace": name, "capacity_blocks": C, "policy": "optimum (belady-bypass)", "hit_blocks": opt["hit_blocks"],
                      "hit_ratio": opt["hit_ratio"], "share_of_optimum": 1.0, "saved_prefill_ms": opt_ms,
                      "seconds": opt["solve_seconds"]})
         for pol in POLICIES:
             res = kind.simulate(inst, policy=pol)
-            ms = sum(sum(w[:row["hit_blocks"]]) for row in res["requests"])
+            ms = plan_value([row["hit_blocks"] for row in res["requests"]], w)
             rows.append({"trace": name, "capacity_blocks": C, "policy": pol, "hit_blocks": res["hit_blocks"],
                          "hit_ratio": res["hit_ratio"], "share_of_optimum": res["hit_blocks"] / opt["hit_blocks"],
                          "saved_prefill_ms": ms, "seconds": res["solve_seconds"]})

@@ -74,6 +74,17 @@ def weights_for(instance) -> list[float] | None:
     return saved_ms_per_depth(instance, max(len(r.hash_ids) for r in instance.requests))
 
 
+def plan_value(hits: Sequence[int], weights: Sequence[float] | None) -> float:
+    """The objective of a plan given by its hits per request: ``sum_r sum_{d < hit_r} w_d`` (hit blocks when
+    ``weights`` is None)."""
+    if weights is None:
+        return sum(hits)
+    prefix = [0.0]
+    for w in weights:
+        prefix.append(prefix[-1] + w)
+    return float(sum(prefix[min(h, len(weights))] for h in hits))
+
+
 def service_seconds(instance) -> list[float]:
     """Each request's service time alone on its replica: prefill + ``output_tokens`` decode steps (roofline)."""
     from servopt.costmodel.roofline import make_cost_model

@@ -155,7 +155,7 @@ class _NodeLP:
         import highspy
         import numpy as np
 
-        self.runs, self.capacity, self.first = runs, capacity, first
+        self.runs = runs
         G, T = len(runs), len(capacity)
         self.G = G
         h = highspy.Highs()
@@ -313,6 +313,8 @@ def search(prog, instance, caps: Sequence[int], *, time_limit_s: float, rel_gap:
     plan), at ``time_limit_s`` or after ``node_limit`` nodes."""
     import numpy as np
 
+    from servopt.models.eviction import plan_value
+
     t0 = time.perf_counter()
     depth_weights = _depth_weights(prog)
     if not non_decreasing(depth_weights):
@@ -320,7 +322,7 @@ def search(prog, instance, caps: Sequence[int], *, time_limit_s: float, rel_gap:
     runs, capacity, first = runs_of(prog, instance, caps)
     n = prog.n
     best_hits = list(incumbent_hits) if incumbent_hits is not None else [0] * n
-    best = _value_of(best_hits, depth_weights)
+    best = plan_value(best_hits, depth_weights)
     if not runs:
         return SearchResult(best, best, best_hits, 0, True, "optimal", time.perf_counter() - t0, 0, best)
     lp = _NodeLP(runs, capacity, first)
@@ -415,10 +417,3 @@ def _depth_weights(prog) -> list[float]:
     for (j, d), k in prog.hit_col.items():
         by_depth[d] = prog.weights[k]
     return [by_depth[d] for d in sorted(by_depth)] if by_depth else []
-
-
-def _value_of(hits: Sequence[int], depth_weights: Sequence[float]) -> float:
-    prefix = [0.0]
-    for w in depth_weights:
-        prefix.append(prefix[-1] + w)
-    return float(sum(prefix[min(h, len(prefix) - 1)] for h in hits))

@@ -60,9 +60,16 @@ def _costs(instance):
 
 
 def _value(hits, weights) -> float:
+    from servopt.models.eviction import plan_value
+
+    return plan_value(hits, weights)
+
+
+def _tightened(bound, new: float, weights):
+    """The smaller of two valid bounds; hit blocks are integral, so a unit-weight bound rounds down."""
     if weights is None:
-        return sum(hits)
-    return sum(sum(weights[:h]) for h in hits)
+        new = float(int(new + 1e-6))
+    return new if bound is None else min(bound, new)
 
 
 def _result(instance, plan, *, method, status, objective, bound, seconds, solver, weights, extra=None) -> dict:
@@ -142,10 +149,8 @@ def solve(instance, *, time_limit_s: float, options: dict | None = None) -> dict
             plan, value, how = plan_from_x(prog, xr, instance, "lp-rounding"), r_value, "lp-rounding"
     extra = {"intervals": prog.K, "lp_bound": lp_bound, "lp_seconds": round(lp_res.wall_seconds, 4), "incumbent_from": how,
              "cover_bound": None, "cover_cuts": 0, "cover_seconds": 0.0}
-    bound = lp_bound
+    bound = None if lp_bound is None else _tightened(None, lp_bound, weights)
     status, method = "feasible", "milp"
-    if bound is not None and weights is None:
-        bound = float(int(bound + 1e-6))  # hit blocks are integral: the bound rounds down
     # the capacity covers (step 3) get what the MILP leaves of COVER_SHARE of the limit, if it leaves a gap
     covers_apply = lp_bound is not None and formulation != "lp" and not restricted and weights is not None
     reserve = float(options.get("cover_share", COVER_SHARE)) * time_limit_s if covers_apply else 0.0
@@ -179,8 +184,7 @@ def solve(instance, *, time_limit_s: float, options: dict | None = None) -> dict
                     value, how = f_value, "branch-and-bound"
                     extra["incumbent_from"] = how
                 if math.isfinite(found.bound):
-                    s_bound = float(int(found.bound + 1e-6)) if weights is None else found.bound
-                    bound = s_bound if bound is None else min(bound, s_bound)
+                    bound = _tightened(bound, found.bound, weights)
                 if found.proven or (bound is not None and value >= bound - _tolerance(bound, rel_gap)):
                     status = "optimal"
                 elif found.status in ("time_limit", "node_limit"):
@@ -205,10 +209,7 @@ def solve(instance, *, time_limit_s: float, options: dict | None = None) -> dict
                         plan, value, how = plan_from_x(prog, x, instance, "milp"), m_value, "milp"
                         extra["incumbent_from"] = how + (" (restricted)" if restricted else "")
                 if res.bound is not None and not restricted:
-                    mb = -res.bound
-                    if weights is None:
-                        mb = float(int(mb + 1e-6))
-                    bound = mb if bound is None else min(bound, mb)
+                    bound = _tightened(bound, -res.bound, weights)
                 if (res.status == "optimal" and not restricted) or (bound is not None and value >= bound - _tolerance(bound, rel_gap)):
                     status = "optimal"
                 elif res.status == "time_limit":
